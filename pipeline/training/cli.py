@@ -1,0 +1,102 @@
+"""``maskstream train``: train or fine-tune a Mask R-CNN on COCO-format data or on generated scenes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from pipeline.errors import ConfigError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train or fine-tune a Mask R-CNN (COCO-format data or generated scenes)")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", type=Path, help="COCO instances JSON (images as files, or video frames 'clip.mp4#17')")
+    data.add_argument("--synthetic", metavar="SEED", type=int, help="train on endless generated scenes from this seed")
+    p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
+    p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
+    p.add_argument("--init", help="start from these weights: a checkpoint path or a torchvision weights name (DEFAULT); "
+                                  "heads are replaced when the class count differs")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.resume.pt")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--min-size", type=int, default=240, help="the model's input short side")
+    p.add_argument("--max-size", type=int, default=320, help="the model's input long side at most")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def _replace_heads(model: Any, num_classes: int) -> None:
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+    box = model.roi_heads.box_predictor
+    if box.cls_score.out_features != num_classes:
+        model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
+    mask = model.roi_heads.mask_predictor
+    if mask.mask_fcn_logits.out_channels != num_classes:
+        model.roi_heads.mask_predictor = MaskRCNNPredictor(
+            mask.conv5_mask.in_channels, mask.conv5_mask.out_channels, num_classes
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.model import build_model, load_model, save_checkpoint
+    from pipeline.training.datasets import CocoFrames, SceneSamples
+    from pipeline.training.loop import TrainingConfig, seed_everything, train
+
+    console = Console(stderr=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    if args.data is not None:
+        samples: Any = CocoFrames(args.data, image_root=args.image_root)
+        class_names = samples.class_names
+        source = f"COCO file {args.data} ({len(samples)} images)"
+    else:
+        from pipeline.scenes import CLASS_NAMES
+
+        samples = SceneSamples(seed=args.synthetic)
+        class_names = CLASS_NAMES
+        source = f"generated scenes, seed {args.synthetic}"
+    model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
+    if args.init is not None:
+        loaded = load_model(args.arch, args.init, min_size=args.min_size, max_size=args.max_size,
+                            score_threshold=0.05, max_detections=100)
+        model = loaded.model
+        _replace_heads(model, len(class_names))
+    else:
+        model = build_model(args.arch, num_classes=len(class_names), **model_kwargs)
+    config = TrainingConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                            warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    resume_path = args.out.with_suffix(".resume.pt")
+    if args.resume and not resume_path.is_file():
+        raise ConfigError(f"--resume: {resume_path} does not exist; run without --resume to start a new training")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from dataclasses import asdict
+
+    training_info = json.loads(json.dumps(
+        {"source": source, "arch": args.arch, "init": args.init, "config": asdict(config)}, default=str))
+
+    def save(m: Any, step: int, final: bool, optimizer: Any) -> None:
+        torch.save({"model": m.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, resume_path)
+        save_checkpoint(args.out, m, arch=args.arch, class_names=class_names, model_kwargs=model_kwargs,
+                        extra={"training": training_info, "step": step})
+        console.print(f"step {step}: wrote {args.out}" + (" (final)" if final else ""), highlight=False)
+
+    console.print(f"training {args.arch} on {source}: {len(class_names) - 1} classes, {args.steps} steps of {args.batch_size}",
+                  highlight=False)
+    losses = train(model, samples, config, save=save, resume_path=resume_path if args.resume else None, console=console)
+    console.print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()), highlight=False)
+    return 0

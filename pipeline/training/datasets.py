@@ -1,0 +1,151 @@
+"""Training samples: ``(image, target)`` pairs in torchvision's detection format.
+
+``image``: float32 tensor ``(3, H, W)`` in ``[0, 1]``. ``target``: ``boxes`` float32 ``(N, 4)``
+``(x1, y1, x2, y2)`` pixels, ``labels`` int64 ``(N,)``, ``masks`` uint8 ``(N, H, W)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    image: torch.Tensor
+    target: dict[str, torch.Tensor]
+
+
+def sample_from_arrays(image: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> TrainingSample:
+    """``image`` uint8 (H, W, 3) RGB; ``masks`` bool (N, H, W); ``labels`` int (N,). Boxes come from the masks."""
+    height, width = image.shape[:2]
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return TrainingSample(
+        image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0),
+        target={
+            "boxes": torch.from_numpy(boxes).reshape(-1, 4),
+            "labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
+            "masks": torch.from_numpy(np.asarray(masks, dtype=np.uint8)).reshape(-1, height, width),
+        },
+    )
+
+
+class SceneSamples:
+    """An endless, seeded stream of generated frames: clip after clip, each from its own seed.
+
+    ``frame_stride`` keeps every n-th frame of a clip, so consecutive samples differ more.
+    """
+
+    def __init__(self, *, seed: int, width: int = 320, height: int = 240, clip_frames: int = 60,
+                 frame_stride: int = 3, scene_overrides: dict[str, Any] | None = None) -> None:
+        self.seed = seed
+        self.width = width
+        self.height = height
+        self.clip_frames = clip_frames
+        self.frame_stride = frame_stride
+        self.scene_overrides = dict(scene_overrides or {})
+
+    def __iter__(self) -> Iterator[TrainingSample]:
+        from pipeline.scenes import SceneConfig, SceneGenerator
+
+        clip = 0
+        while True:
+            config = SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
+                                 num_frames=self.clip_frames, **self.scene_overrides)
+            for frame in SceneGenerator(config):
+                if frame.index % self.frame_stride:
+                    continue
+                masks = np.stack([g.mask for g in frame.instances]) if frame.instances else np.zeros(
+                    (0, self.height, self.width), bool
+                )
+                labels = np.array([g.label for g in frame.instances], np.int64)
+                yield sample_from_arrays(frame.image, masks, labels)
+            clip += 1
+
+
+class CocoFrames:
+    """A COCO instance-segmentation dataset whose images are files, or frames of a video (``clip.mp4#17``).
+
+    ``image_root`` is where ``file_name`` paths are relative to (default: the annotation file's folder).
+    Category ids must be 1..K; the class names (background first) come from the categories.
+    """
+
+    def __init__(self, annotations: Path, *, image_root: Path | None = None) -> None:
+        from pycocotools.coco import COCO
+
+        annotations = Path(annotations)
+        if not annotations.is_file():
+            raise ConfigError(f"training data {annotations}: file not found")
+        try:
+            data = json.loads(annotations.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"training data {annotations}: not valid JSON: {exc}") from exc
+        for key in ("images", "annotations", "categories"):
+            if key not in data:
+                raise ConfigError(f"training data {annotations}: not a COCO instances file (no {key!r})")
+        self.root = Path(image_root) if image_root is not None else annotations.parent
+        self.coco = COCO()
+        self.coco.dataset = data
+        self.coco.createIndex()
+        categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+        ids = [c["id"] for c in categories]
+        if ids != list(range(1, len(ids) + 1)):
+            raise ConfigError(f"training data {annotations}: category ids must be 1..{len(ids)}, got {ids}")
+        self.class_names: tuple[str, ...] = ("background", *(c["name"] for c in categories))
+        self.image_ids = sorted(self.coco.getImgIds())
+        self._videos: dict[Path, list[np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, i: int) -> TrainingSample:
+        info = self.coco.loadImgs(self.image_ids[i])[0]
+        image = self._read_image(info)
+        anns = [a for a in self.coco.loadAnns(self.coco.getAnnIds(imgIds=info["id"], iscrowd=False))]
+        masks = np.stack([self.coco.annToMask(a).astype(bool) for a in anns]) if anns else np.zeros(
+            (0, image.shape[0], image.shape[1]), bool
+        )
+        keep = masks.reshape(len(masks), -1).any(axis=1)
+        labels = np.array([a["category_id"] for a in anns], np.int64)
+        return sample_from_arrays(image, masks[keep], labels[keep])
+
+    def _read_image(self, info: dict[str, Any]) -> np.ndarray:
+        name = str(info["file_name"])
+        path_text, _, frame = name.partition("#")
+        path = self.root / path_text
+        if frame:
+            frames = self._videos.get(path)
+            if frames is None:
+                frames = self._videos[path] = _decode_all(path)
+            index = int(info.get("frame_index", frame))
+            if index >= len(frames):
+                raise ConfigError(f"training image {name}: the video has {len(frames)} frames")
+            return frames[index]
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"))
+        except OSError as exc:
+            raise ConfigError(f"training image {path}: cannot be read: {exc}") from exc
+
+
+def _decode_all(path: Path) -> list[np.ndarray]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, OSError) as exc:
+        raise ConfigError(f"training video {path}: cannot be decoded: {exc}") from exc

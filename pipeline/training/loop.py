@@ -1,0 +1,141 @@
+"""The training loop: seeded, resumable, with a progress bar showing the losses."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.errors import ConfigError
+from pipeline.training.datasets import TrainingSample
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    steps: int = 2000
+    batch_size: int = 4
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100  # linear ramp from lr/100, then cosine decay to lr/100 at the last step
+    grad_clip_norm: float = 10.0  # clip the gradient norm: early steps from random weights can explode
+    checkpoint_every: int = 250  # steps between resumable checkpoints (<out>.resume.pt)
+    log_every: int = 25  # steps between log lines when the output is not a terminal
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"training {name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"training lr must be > 0, got {self.lr}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def learning_rate(config: TrainingConfig, step: int) -> float:
+    """The learning rate at ``step`` (0-based): warm-up, then cosine to a hundredth of ``lr``."""
+    floor = config.lr / 100
+    if step < config.warmup_steps:
+        return floor + (config.lr - floor) * step / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def endless(samples: Iterable[TrainingSample] | Sequence[TrainingSample], seed: int) -> Iterator[TrainingSample]:
+    """Shuffled epochs of a dataset with ``len``, or the iterable itself when it is a stream."""
+    if hasattr(samples, "__len__") and hasattr(samples, "__getitem__"):
+        rng = np.random.default_rng(seed)
+        if len(samples) == 0:  # type: ignore[arg-type]
+            raise ConfigError("the training dataset has no images")
+        while True:
+            for i in rng.permutation(len(samples)):  # type: ignore[arg-type]
+                yield samples[int(i)]  # type: ignore[index]
+    else:
+        yield from samples
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def train(
+    model: torch.nn.Module,
+    samples: Iterable[TrainingSample],
+    config: TrainingConfig,
+    *,
+    save: Any,
+    resume_path: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, float]:
+    """Train ``model`` for ``config.steps`` steps; returns the mean losses of the last 50 steps.
+
+    ``save(model, step, final)`` writes a checkpoint (the caller knows the format and path).
+    ``resume_path``: a ``.resume.pt`` written earlier; training continues from its step.
+    """
+    console = console or Console(stderr=True)
+    seed_everything(config.seed)
+    optimizer = _make_optimizer(model, config)
+    start_step = 0
+    if resume_path is not None:
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        seed_everything(config.seed + start_step)
+        console.print(f"resumed from {resume_path} at step {start_step}")
+    stream = endless(samples, config.seed + start_step)
+    model.train()
+    recent: dict[str, list[float]] = {}
+    bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
+                   TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    started = time.monotonic()
+    with bar:
+        task = bar.add_task("train", total=config.steps, completed=start_step, losses="")
+        for step in range(start_step, config.steps):
+            batch = [next(stream) for _ in range(config.batch_size)]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            losses = model([s.image for s in batch], [s.target for s in batch])
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                raise ConfigError(f"training diverged at step {step}: loss {float(total)}; lower the lr ({config.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+            optimizer.step()
+            for name, value in {**losses, "loss": total}.items():
+                recent.setdefault(name, []).append(float(value))
+                del recent[name][:-50]
+            shown = "  ".join(f"{k.removeprefix('loss_')} {np.mean(v):.3f}" for k, v in recent.items())
+            bar.update(task, advance=1, losses=shown)
+            done = step + 1
+            if not console.is_terminal and (done % config.log_every == 0 or done == config.steps):
+                rate = (done - start_step) / (time.monotonic() - started)
+                console.print(f"step {done}/{config.steps}  lr {learning_rate(config, step):.2e}  {shown}  ({rate:.2f} steps/s)",
+                              highlight=False)
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                save(model, done, done == config.steps, optimizer)
+    model.eval()
+    return {k: float(np.mean(v)) for k, v in recent.items()}
+
+
+def training_summary(config: TrainingConfig) -> dict[str, Any]:
+    return asdict(config)
