@@ -122,7 +122,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             optimizer.step()
             for name, value in {**losses, "loss": total}.items():
-                recent.setdefault(name, []).append(float(value))
+                recent.setdefault(name, []).append(float(value.detach()))
                 del recent[name][:-50]
             shown = "  ".join(f"{k.removeprefix('loss_')} {np.mean(v):.3f}" for k, v in recent.items())
             bar.update(task, advance=1, losses=shown)

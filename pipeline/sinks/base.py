@@ -1,0 +1,75 @@
+"""The sink protocol and the helpers every sink shares.
+
+A sink receives one stream's results, in frame order, from the one Ray actor that owns
+the stream's output: ``start(info)`` once, ``write(result, image)`` per frame, ``end(end)``
+after the last frame, and ``close()`` always (also after errors, also without ``end``).
+Sinks are not thread-safe; the owning actor calls them from one thread.
+
+Every failure is raised as ``SinkError`` whose message names the sink, the stream and
+the cause.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pipeline.errors import SinkError
+from pipeline.messages import FrameResult, StreamEnd, StreamInfo
+
+# A stream id used as a file name: a letter or digit, then letters, digits, '.', '_', '-'.
+# No path separators, no leading dot (no hidden files, no '.' / '..'), no spaces, at most 128.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """One stream's output. Each implementation documents its delivery guarantee in its docstring."""
+
+    needs_image: bool
+    """True when ``write`` needs the frame's pixels; False when it ignores them (pass ``None``)."""
+
+    def start(self, info: StreamInfo) -> None:
+        """Open the output for the stream ``info`` describes."""
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        """Write one frame's result; called in frame order. ``image`` is ``uint8 (H, W, 3)`` RGB or ``None``."""
+
+    def end(self, end: StreamEnd) -> None:
+        """Write the end of the stream (after the last frame) and finish the output."""
+
+    def close(self) -> None:
+        """Release everything; idempotent; leaves files complete even when ``end`` was never called."""
+
+
+def check_stream_id(stream_id: str, sink: str) -> str:
+    """Return ``stream_id`` if it is safe as a file name, else raise ``SinkError``.
+
+    Ids are refused rather than sanitised: sanitising could map two streams onto one file.
+    """
+    if not isinstance(stream_id, str) or _SAFE_ID.fullmatch(stream_id) is None:
+        raise SinkError(
+            f"{sink} for stream {stream_id!r}: the stream id is not a safe file name "
+            "(use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+        )
+    return stream_id
+
+
+def sink_error(sink: str, stream_id: str, what: str, cause: BaseException | str) -> SinkError:
+    """A ``SinkError`` naming the sink, the stream, what failed and the cause."""
+    if isinstance(cause, BaseException):
+        cause_text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    else:
+        cause_text = cause
+    return SinkError(f"{sink} for stream {stream_id!r}: {what}: {cause_text}")
+
+
+def dumps_message(message: dict, sink: str, stream_id: str) -> str:
+    """Serialise one message as compact, strict JSON (no NaN/Infinity, which other clients cannot parse)."""
+    try:
+        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise sink_error(sink, stream_id, f"message for frame {message.get('frame')!r} is not valid JSON", exc) from exc
