@@ -1,0 +1,465 @@
+"""``AvSource``: frames of a local file or a network stream, demuxed and decoded by PyAV (FFmpeg).
+
+Local files in any container/codec FFmpeg reads; ``rtsp://`` (TCP transport unless the
+options say otherwise), ``rtmp://``, ``http(s)://`` (HLS, MJPEG...), ``udp://``. The first
+video stream is decoded with FFmpeg's own threading and converted to RGB.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import av
+import av.error
+import numpy as np
+
+from pipeline.errors import ConfigError, DecodeError
+from pipeline.messages import StreamInfo
+from pipeline.sources.base import FILE_SCHEMES, LIVE_SCHEMES, DecodedFrame, error_prefix, url_scheme
+from pipeline.sources.pacing import (
+    MaxFpsFilter,
+    PtsNormalizer,
+    RealtimePacer,
+    kept_frame_count,
+    validate_max_fps,
+    wait_until_due,
+)
+
+DEFAULT_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "rtsp": MappingProxyType({"rtsp_transport": "tcp"}),
+        "rtsps": MappingProxyType({"rtsp_transport": "tcp"}),
+    }
+)
+"""FFmpeg options applied per URL scheme unless the caller's ``options`` set them."""
+
+TRUNCATION_TOLERANCE_FRAMES = 2
+"""A file that ends this many frames (or 2 %, whichever is more) short of its header is not called truncated."""
+
+# Leading bytes of containers FFmpeg reads: (offset, magic, name). Used only to tell "not a media
+# file at all" from "a media file whose header is corrupt or truncated" when FFmpeg cannot open it.
+_CONTAINER_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"ftyp", "MP4/MOV"),
+    (4, b"moov", "MP4/MOV"),
+    (4, b"mdat", "MP4/MOV"),
+    (4, b"free", "MP4/MOV"),
+    (4, b"wide", "MP4/MOV"),
+    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
+    (0, b"RIFF", "RIFF (AVI)"),
+    (0, b"FLV", "FLV"),
+    (0, b"OggS", "Ogg"),
+    (0, b"\x00\x00\x01\xba", "MPEG-PS"),
+)
+
+
+class _PassFailed(Exception):
+    """Internal: reading or decoding failed mid-pass; carries the step that failed and FFmpeg's error if any."""
+
+    def __init__(self, step: str, cause: av.error.FFmpegError | None = None, detail: str = "") -> None:
+        super().__init__(detail or str(cause))
+        self.step = step  # "read" (demuxing) or "decode"
+        self.cause = cause
+        self.detail = detail or str(cause)
+
+
+class AvSource:
+    """A ``FrameSource`` over PyAV; see ``pipeline.sources.open_source`` for the arguments.
+
+    - ``max_fps``: keep a frame only if its pts is >= ``1 / max_fps`` s after the last kept one.
+    - ``realtime``: release frames of a file no earlier than their pts (monotonic clock) from the
+      first frame; network streams are paced by their sender and are never delayed.
+    - ``loop``: reopen a file at its end; indices and pts keep increasing. Ignored for live urls.
+    - ``open_timeout_s`` / ``read_timeout_s``: seconds FFmpeg may wait for the stream to open /
+      for each read; ``stop()`` takes effect within about ``read_timeout_s``.
+    - ``options``: FFmpeg format/protocol options (``{"rtsp_transport": "udp"}``...).
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        url: str,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        max_fps: float | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        for name, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"stream {stream_id!r}: {name}: got {value!r}, expected a number of seconds > 0")
+        self.stream_id = stream_id
+        self.url = url
+        self.realtime = realtime
+        self.loop = loop
+        self.max_fps = validate_max_fps(max_fps)
+        self.open_timeout_s = float(open_timeout_s)
+        self.read_timeout_s = float(read_timeout_s)
+        self.scheme = url_scheme(url)
+        self.live = self.scheme in LIVE_SCHEMES
+        self.options: dict[str, str] = dict(DEFAULT_OPTIONS.get(self.scheme or "", {}))
+        self.options.update({str(k): str(v) for k, v in (options or {}).items()})
+        self._info: StreamInfo | None = None
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.VideoStream | None = None
+        self._expected_frames: int | None = None  # per pass, before max_fps, from the file's header
+        self._expected_duration_s: float | None = None  # per pass, from the file's header
+        self._stop = threading.Event()
+        self._closed = False
+        self._iterated = False
+        self._io_lock = threading.Lock()  # held while FFmpeg uses the container; close() takes it too
+
+    # -- FrameSource --------------------------------------------------------------------------
+
+    @property
+    def info(self) -> StreamInfo:
+        """What ``open()`` learnt; raises ``AttributeError`` before ``open()``."""
+        if self._info is None:
+            raise AttributeError(f"{error_prefix(self.stream_id, self.url)}info is not known until open() is called")
+        return self._info
+
+    def open(self) -> StreamInfo:
+        """Open the stream and read its header; raises ``DecodeError`` naming the stream, the url and the cause."""
+        if self._closed:
+            raise DecodeError(f"{self._prefix()}cannot open: the source was closed")
+        if self._info is not None:
+            return self._info
+        self._container, self._stream = self._open_container()
+        stream = self._stream
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if width <= 0 or height <= 0:
+            self._release_container()
+            raise DecodeError(
+                f"{self._prefix()}video stream has no frame size ({width}x{height}, codec {stream.codec_context.name})"
+            )
+        fps = _positive_float(stream.average_rate) or _positive_float(stream.guessed_rate)
+        duration_s = self._duration_s(self._container, stream)
+        if not self.live:
+            header_frames = int(stream.frames or 0)
+            self._expected_frames = header_frames if header_frames > 0 else None
+            self._expected_duration_s = duration_s
+        total_frames: int | None = None
+        if not self.live and not self.loop:
+            per_pass = self._expected_frames
+            if per_pass is None and duration_s is not None and fps is not None:
+                per_pass = max(1, round(duration_s * fps))
+            if per_pass is not None:
+                total_frames = kept_frame_count(per_pass, fps, self.max_fps)
+        self._info = StreamInfo(
+            stream_id=self.stream_id,
+            width=width,
+            height=height,
+            fps=fps,
+            total_frames=total_frames,
+            live=self.live,
+        )
+        return self._info
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Yield the decoded frames (see ``DecodedFrame``); raises ``DecodeError`` after the last good frame.
+
+        Opens the source first if ``open()`` was not called. Iterate it once.
+        """
+        if self._iterated:
+            raise RuntimeError(f"{self._prefix()}frames() can be iterated only once")
+        self._iterated = True
+        info = self.open()
+        limiter = MaxFpsFilter(self.max_fps)
+        pacer = RealtimePacer() if self.realtime and not self.live else None
+        normalizer = PtsNormalizer(info.fps)
+        index = 0  # frames decoded so far, all passes
+        while not self._stop.is_set():
+            normalizer.start_pass()
+            in_pass = 0
+            first_raw_s: float | None = None
+            last_raw_s: float | None = None
+            pass_frames = self._decode_pass()
+            try:
+                for frame in pass_frames:
+                    raw_s = _frame_time_s(frame)
+                    if raw_s is not None:
+                        first_raw_s = raw_s if first_raw_s is None else first_raw_s
+                        last_raw_s = raw_s
+                    pts_s = normalizer.normalize(raw_s, in_pass, time.monotonic())
+                    in_pass += 1
+                    index += 1
+                    if not limiter.keep(pts_s):
+                        continue
+                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    if pacer is not None and not wait_until_due(pacer, pts_s, self._stop):
+                        return
+                    yield DecodedFrame(index=index - 1, pts_s=pts_s, captured_at=time.time(), image=image)
+                    if self._stop.is_set():
+                        return
+            except _PassFailed as failure:
+                cause = self._midstream_cause(failure, index, normalizer)
+                raise DecodeError(f"{self._prefix()}{cause}") from failure.cause
+            finally:
+                pass_frames.close()
+            if self._stop.is_set():
+                return
+            truncated = self._truncation_cause(in_pass, first_raw_s, last_raw_s, normalizer.frame_interval_s)
+            if truncated is not None:
+                raise DecodeError(f"{self._prefix()}{truncated}")
+            if not self.loop or self.live:
+                return
+            if in_pass == 0:
+                raise DecodeError(f"{self._prefix()}cannot loop: a pass over the file decoded no frames")
+            self._reopen()
+
+    def stop(self) -> None:
+        """Make ``frames()`` return; thread-safe. A blocked read returns within about ``read_timeout_s``."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop and release the container; idempotent, thread-safe (waits for a read in progress)."""
+        self._stop.set()
+        with self._io_lock:
+            self._closed = True
+            self._release_container_locked()
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _prefix(self) -> str:
+        return error_prefix(self.stream_id, self.url)
+
+    def _local_path(self) -> str:
+        if self.scheme in FILE_SCHEMES:
+            return self.url.split("://", 1)[1]
+        return self.url
+
+    def _open_container(self) -> tuple[av.container.InputContainer, av.VideoStream]:
+        """Open the url and find its first video stream; raises ``DecodeError`` with a specific cause."""
+        if self.scheme is not None and self.scheme not in LIVE_SCHEMES | FILE_SCHEMES:
+            supported = ", ".join(sorted(LIVE_SCHEMES | FILE_SCHEMES | {"synthetic"}))
+            raise DecodeError(
+                f"{self._prefix()}unsupported URL scheme {self.scheme!r} (supported: {supported}, or a file path)"
+            )
+        if not self.live:
+            path = self._local_path()
+            if not os.path.exists(path):
+                raise DecodeError(f"{self._prefix()}file does not exist: {os.path.abspath(path)}")
+            if os.path.isdir(path):
+                raise DecodeError(f"{self._prefix()}is a directory, not a video file: {os.path.abspath(path)}")
+        started_s = time.monotonic()
+        try:
+            container = av.open(
+                self.url, mode="r", options=self.options, timeout=(self.open_timeout_s, self.read_timeout_s)
+            )
+        except av.error.FFmpegError as exc:
+            cause = self._open_failure_cause(exc, time.monotonic() - started_s)
+            raise DecodeError(f"{self._prefix()}{cause}") from exc
+        except (OSError, ValueError, TypeError) as exc:
+            raise DecodeError(f"{self._prefix()}could not open: {type(exc).__name__}: {exc}") from exc
+        if not container.streams.video:
+            kinds = ", ".join(f"{s.type}" for s in container.streams) or "none"
+            container.close()
+            what = "stream" if self.live else "file"
+            raise DecodeError(f"{self._prefix()}{what} has no video stream (streams found: {kinds})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return container, stream
+
+    def _open_failure_cause(self, exc: av.error.FFmpegError, elapsed_s: float) -> str:
+        """Say clearly why ``av.open`` failed: missing file, refused, timed out, not media, corrupt..."""
+        where = self._network_location()
+        if isinstance(exc, av.error.ProtocolNotFoundError):
+            return f"unsupported URL scheme {self.scheme!r}: FFmpeg has no protocol for it ({exc})"
+        if isinstance(exc, av.error.FileNotFoundError):
+            if self.live:
+                return f"{where} has no such stream ({exc})"
+            return f"file does not exist: {os.path.abspath(self._local_path())}"
+        if isinstance(exc, av.error.IsADirectoryError):
+            return f"is a directory, not a video file ({exc})"
+        if isinstance(exc, av.error.PermissionError):
+            return f"permission denied ({exc})"
+        if isinstance(exc, av.error.ConnectionRefusedError):
+            return f"connection refused by {where} (is the server running?)"
+        if isinstance(exc, (av.error.ExitError, av.error.TimeoutError)) or (
+            self.live and elapsed_s >= 0.9 * self.open_timeout_s
+        ):
+            limit = f"open_timeout_s={self.open_timeout_s:g}"
+            return f"timed out after {elapsed_s:.1f} s ({limit}) waiting for {where} ({exc})"
+        if isinstance(exc, (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError)):
+            return f"{where} answered with an HTTP error ({exc})"
+        if self.live:
+            if isinstance(exc, av.error.InvalidDataError):
+                return f"{where} sent data FFmpeg cannot read as a media stream ({exc})"
+            return f"could not reach {where} ({exc})"
+        if isinstance(exc, av.error.InvalidDataError):
+            path = self._local_path()
+            if os.path.getsize(path) == 0:
+                return "file is empty (0 bytes): not a media file"
+            container = _sniff_container(path)
+            if container is not None:
+                return f"corrupt or truncated {container} file: FFmpeg could not read its header ({exc})"
+            return f"not a media file: FFmpeg recognises no audio/video container in it ({exc})"
+        return f"could not open ({type(exc).__name__}: {exc})"
+
+    def _network_location(self) -> str:
+        if not self.live:
+            return "the file"
+        try:
+            parts = urlsplit(self.url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return f"the {self.scheme} server"
+        if host is None:
+            return f"the {self.scheme} server"
+        return f"{self.scheme} server {host}:{port}" if port is not None else f"{self.scheme} server {host}"
+
+    @staticmethod
+    def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+        """The video's duration in seconds from the header: the stream's, else the container's if it has one stream."""
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if container.duration and len(container.streams) == 1:
+            return container.duration / av.time_base
+        return None
+
+    def _reopen(self) -> None:
+        """Start the next pass of a looping file by opening it again."""
+        with self._io_lock:
+            self._release_container_locked()
+            if self._closed:
+                return
+            self._container, self._stream = self._open_container()
+
+    def _release_container(self) -> None:
+        with self._io_lock:
+            self._release_container_locked()
+
+    def _release_container_locked(self) -> None:
+        container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            container.close()
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    def _decode_pass(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames of one pass over the stream, in presentation order.
+
+        On a read or decode error, yields the frames still buffered in the decoder, then
+        raises ``_PassFailed``. In a file, a packet FFmpeg flags as corrupt (cut short by the
+        end of a truncated file) counts as such an error and is not decoded, so that no damaged
+        frame is yielded; live streams decode it (FFmpeg conceals lost data). Ends quietly when
+        stopped or closed.
+        """
+        with self._io_lock:
+            if self._container is None or self._stream is None:
+                return
+            container, stream = self._container, self._stream
+            packets = container.demux(stream)
+        try:
+            while not self._stop.is_set():
+                step = "read"
+                try:
+                    with self._io_lock:
+                        if self._container is not container:
+                            return  # closed meanwhile
+                        packet = next(packets, None)
+                        if packet is None:
+                            return
+                        corrupt = packet.is_corrupt and not self.live
+                        step = "decode"
+                        frames = [] if corrupt else packet.decode()
+                except av.error.FFmpegError as exc:
+                    if self._stop.is_set():
+                        return
+                    yield from self._drain_decoder(container, stream)
+                    raise _PassFailed(step, exc) from exc
+                if corrupt:
+                    yield from self._drain_decoder(container, stream)
+                    detail = f"packet of {packet.size} bytes at byte {packet.pos} is corrupt or cut short"
+                    raise _PassFailed("read", detail=detail)
+                yield from frames  # type: ignore[misc]
+        finally:
+            with self._io_lock:
+                packets.close()
+
+    def _drain_decoder(self, container: av.container.InputContainer, stream: av.VideoStream) -> list[av.VideoFrame]:
+        """Frames the (threaded) decoder still holds after a failure; empty if it cannot give them."""
+        with self._io_lock:
+            if self._container is not container:
+                return []
+            try:
+                frames = list(stream.codec_context.decode(None))
+            except av.error.FFmpegError:
+                return []  # the decoder is broken too: the caller raises the original error
+        for frame in frames:
+            if frame.time_base is None:
+                frame.time_base = stream.time_base  # frames flushed without a packet carry no time base
+        return frames
+
+    def _midstream_cause(self, failure: _PassFailed, frames_decoded: int, normalizer: PtsNormalizer) -> str:
+        """Say why a pass failed mid-stream, and after how many good frames."""
+        exc = failure.cause
+        after = f"after {frames_decoded} good frame{'s' if frames_decoded != 1 else ''}"
+        if normalizer.last_pts_s is not None:
+            after += f" (last at {normalizer.last_pts_s:.3f} s)"
+        if isinstance(exc, (av.error.ExitError, av.error.TimeoutError)):
+            return f"read timeout: no data for {self.read_timeout_s:g} s {after} ({exc})"
+        if self.live and failure.step == "read":
+            return f"connection to {self._network_location()} failed {after} ({failure.detail})"
+        what = "corrupt or truncated data" if exc is None or isinstance(exc, av.error.InvalidDataError) else "error"
+        return f"{what} while {'decoding' if failure.step == 'decode' else 'reading'} {after}: {failure.detail}"
+
+    def _truncation_cause(
+        self, decoded: int, first_raw_s: float | None, last_raw_s: float | None, frame_interval_s: float
+    ) -> str | None:
+        """Why a pass over a file that ended cleanly still looks truncated (``None`` when it does not)."""
+        if self.live:
+            return None
+        expected = self._expected_frames
+        if expected is not None:
+            tolerance = max(TRUNCATION_TOLERANCE_FRAMES, math.ceil(0.02 * expected))
+            if decoded < expected - tolerance:
+                return f"file is truncated or corrupt: decoded {decoded} of the {expected} frames its header announces"
+            return None
+        duration_s = self._expected_duration_s
+        if duration_s is None:
+            return None
+        decoded_s = 0.0 if first_raw_s is None or last_raw_s is None else last_raw_s - first_raw_s + frame_interval_s
+        tolerance_s = max(TRUNCATION_TOLERANCE_FRAMES, 0.02 * duration_s / frame_interval_s) * frame_interval_s
+        if decoded == 0 or decoded_s < duration_s - tolerance_s:
+            return (
+                f"file is truncated or corrupt: decoded {decoded} frames covering {decoded_s:.3f} s "
+                f"of the {duration_s:.3f} s its header announces"
+            )
+        return None
+
+
+def _positive_float(rate: Fraction | float | None) -> float | None:
+    """``rate`` as a float if it is a finite number > 0, else ``None``."""
+    if rate is None:
+        return None
+    value = float(rate)
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _frame_time_s(frame: av.VideoFrame) -> float | None:
+    """The frame's presentation time in seconds from its pts, ``None`` when it has none."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return float(frame.pts * frame.time_base)
+
+
+def _sniff_container(path: str) -> str | None:
+    """The name of the container whose magic bytes start the file, ``None`` if none matches."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    for offset, magic, name in _CONTAINER_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
