@@ -10,6 +10,7 @@ source into the object store once and are read zero-copy by the inference and si
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import ray
 from rich.console import Console
+from rich.markup import escape
 
 from actors.dispatcher import Dispatcher
 from actors.inference import InferenceWorker
@@ -74,15 +76,17 @@ def connect_ray(config: PipelineConfig) -> bool:
     if ray.is_initialized():
         return False
     if config.ray.address is None:
-        ray.init(num_cpus=config.ray.num_cpus, namespace=config.ray.namespace, include_dashboard=False,
+        # address="local": always a new local instance, never an unrelated cluster found on this machine.
+        ray.init(address="local", num_cpus=config.ray.num_cpus, namespace=config.ray.namespace, include_dashboard=False,
                  configure_logging=False, log_to_driver=True)
     else:
         import actors
         import pipeline
 
         # Ship this package's code to the cluster so that workers run the same version as the driver.
-        ray.init(address=config.ray.address, namespace=config.ray.namespace,
-                 runtime_env={"py_modules": [pipeline, actors]})
+        # Folder paths, not module objects: Ray Client and Ray Jobs cannot pickle or copy modules.
+        folders = [os.path.dirname(pipeline.__file__), os.path.dirname(actors.__file__)]
+        ray.init(address=config.ray.address, namespace=config.ray.namespace, runtime_env={"py_modules": folders})
     return True
 
 
@@ -116,8 +120,11 @@ class PipelineRunner:
             if started_ray:
                 ray.shutdown()
         self.console.print(summary_table(report.summaries))
+        for summary in report.summaries:
+            if summary.error is not None:
+                self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
         for error in report.errors:
-            self.console.print(f"[red]error:[/red] {error}", highlight=False)
+            self.console.print(f"[red]error:[/red] {escape(error)}", highlight=False, soft_wrap=True)
         return report
 
     def request_stop(self) -> None:
@@ -178,7 +185,7 @@ class PipelineRunner:
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), DecodeError) else None
                 stream.error = str(cause) if cause is not None else f"stream {stream.config.id!r}: {exc}"
-                self.console.print(f"[red]error:[/red] {stream.error}", highlight=False)
+                self.console.print(f"[red]error:[/red] {escape(stream.error)}", highlight=False, soft_wrap=True)
                 end = StreamEnd(stream_id=stream.config.id, frames=0, error=stream.error)
                 stream.end = end
                 ray.get(stream.sink.end.remote(end))

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.errors import MaskstreamError
 
@@ -20,7 +21,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set or [])
     if args.no_progress:
         config = config.model_copy(update={"run": config.run.model_copy(update={"progress": False})})
-    report = PipelineRunner(config, console=Console(stderr=True)).run()
+    # Not a terminal (CI, a log file): a fixed, wide width so that tables are not cut to 80 columns.
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+    report = PipelineRunner(config, console=console).run()
     return report.exit_code
 
 
@@ -80,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except MaskstreamError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -61,9 +61,10 @@ class ProgressDisplay:
             if self.bars and stream_id in self._tasks:
                 continue
             self.console.print(
-                f"[{stream_id}] {row['published']} frames  {row['fps']:.1f} fps  latency p50 {_ms(row['latency_p50_ms'])} ms"
+                f"{stream_id}: {row['published']} frames  {row['fps']:.1f} fps  latency p50 {_ms(row['latency_p50_ms'])} ms"
                 f"  p99 {_ms(row['latency_p99_ms'])} ms  dropped {row['dropped']}",
                 highlight=False,
+                markup=False,
             )
 
 
@@ -82,6 +83,6 @@ def summary_table(summaries: Sequence[StreamSummary]) -> Table:
             f"{s.fps:.1f}",
             _ms(s.latency_p50_ms),
             _ms(s.latency_p99_ms),
-            "ok" if s.error is None else f"[red]{s.error}[/red]",
+            "ok" if s.error is None else "[red]failed[/red]",
         )
     return table
