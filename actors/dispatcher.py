@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,9 @@ class Dispatcher:
         self.in_flight_batches = [0] * len(self.replicas)
         self.trackers: dict[str, Any] = {}
         self.credits: dict[str, asyncio.Semaphore] = {}
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: deque[int] = deque(maxlen=10_000)
+        self.batches = 0
+        self.cross_stream_batches = 0
         self.failed_batches = 0
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -63,9 +66,10 @@ class Dispatcher:
         await self.trackers[end.stream_id].finish.remote(end)
 
     async def stats(self) -> dict[str, Any]:
-        sizes = self.batch_sizes[-1000:]
+        sizes = self.batch_sizes
         return {
-            "batches": len(self.batch_sizes),
+            "batches": self.batches,
+            "cross_stream_batches": self.cross_stream_batches,
             "mean_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
             "failed_batches": self.failed_batches,
             "waiting": len(self.accumulator),
@@ -85,6 +89,8 @@ class Dispatcher:
             wait_s = self.accumulator.seconds_until_ready(now)
             if replica is not None and wait_s == 0.0:
                 batch = self.accumulator.take()
+                self.batches += 1
+                self.cross_stream_batches += len({p.meta.stream_id for p in batch}) > 1
                 self.in_flight_batches[replica] += 1
                 task = asyncio.get_running_loop().create_task(self._run_batch(replica, batch))
                 self._tasks.add(task)

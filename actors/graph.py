@@ -44,6 +44,7 @@ class RunReport:
     summaries: list[StreamSummary]
     stopped_by_signal: bool = False
     errors: list[str] = field(default_factory=list)
+    batching: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -120,6 +121,13 @@ class PipelineRunner:
             if started_ray:
                 ray.shutdown()
         self.console.print(summary_table(report.summaries))
+        if report.batching.get("batches"):
+            b = report.batching
+            self.console.print(
+                f"batches: {b['batches']}, mean size {b['mean_batch_size']:.2f}, "
+                f"{b['cross_stream_batches']} with frames of several streams, {b['failed_batches']} failed",
+                highlight=False,
+            )
         for summary in report.summaries:
             if summary.error is not None:
                 self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
@@ -286,7 +294,8 @@ class PipelineRunner:
                     error="; ".join(dict.fromkeys(errors)) or None,
                 )
             )
-        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set())
+        batching = ray.get(self.dispatcher.stats.remote()) if self.dispatcher is not None else {}
+        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set(), batching=batching)
 
     def _teardown(self) -> None:
         handles = [h for s in self.streams.values() for h in (s.source, s.tracker, s.sink)]
