@@ -187,3 +187,34 @@ def test_invalid_config_stops_before_anything_starts(tmp_path: Path) -> None:
     assert "streams[1].url: required key is missing" in result.stderr
     assert "inference.max_batch_size: 0 is not valid" in result.stderr
     assert "Ray" not in result.stderr  # refused before Ray was started
+
+
+def test_sigterm_finishes_frames_in_flight_and_closes_outputs(tmp_path: Path, redis_url: str) -> None:
+    import signal
+    import time
+
+    streams = [{"id": "cam", "url": "synthetic:seed=5&size=160x120&fps=10&frames=0", "realtime": True}]
+    config = write_config(tmp_path, streams, redis_url)
+    collector = Collector(redis_url, ["cam"])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--no-progress"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    jsonl = tmp_path / "out" / "cam.jsonl"
+    deadline = time.monotonic() + 240
+    while (not jsonl.exists() or sum(1 for _ in jsonl.open()) < 3) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    items = collector.finish()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "SIGTERM: stopping the sources" in stderr
+    frames = [frame_of(i) for i in items["cam"][:-1]]
+    end = items["cam"][-1]
+    assert isinstance(end, StreamEnd) and end.error is None and end.frames == len(frames) >= 3
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert count_frames(tmp_path / "out" / "cam.mp4")[0] == len(frames)
+    assert sum(1 for _ in jsonl.open()) == len(frames) + 1
