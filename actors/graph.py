@@ -31,7 +31,7 @@ from pipeline.config import PipelineConfig, StreamConfig
 from pipeline.errors import DecodeError, InferenceError, SinkError
 from pipeline.messages import StreamEnd, StreamInfo
 from pipeline.progress import ProgressDisplay, summary_table
-from pipeline.stats import StreamSummary
+from pipeline.stats import StreamSummary, cost_per_frame_ms
 
 # Seconds between two polls of the actors' statistics: often enough for a live progress bar.
 _POLL_S = 0.5
@@ -45,6 +45,9 @@ class RunReport:
     stopped_by_signal: bool = False
     errors: list[str] = field(default_factory=list)
     batching: dict[str, Any] = field(default_factory=dict)
+    # Milliseconds per published frame spent in each stage, summed over all actors (see stage_costs).
+    cost_ms: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +94,21 @@ def connect_ray(config: PipelineConfig) -> bool:
     return True
 
 
+PIPELINE_STAGES = ("put", "get", "track", "fetch", "redis", "jsonl")
+
+
+def format_costs(cost_ms: dict[str, float], wall_s: float, frames: int) -> str:
+    """One line: wall time per frame, then per-frame milliseconds of decoding, the model, the pipeline's own
+    stages (object store put/get, tracking, Redis, JSON Lines), and the annotated video."""
+    pipeline_ms = sum(cost_ms.get(s, 0.0) for s in PIPELINE_STAGES)
+    parts = ", ".join(f"{s} {cost_ms[s]:.2f}" for s in PIPELINE_STAGES if s in cost_ms)
+    wall = f"wall {1000 * wall_s / frames:.1f} ms/frame ({frames / wall_s:.1f} frames/s); " if frames and wall_s else ""
+    return (
+        f"cost per frame: {wall}decode {cost_ms.get('decode', 0.0):.2f} ms, model {cost_ms.get('model', 0.0):.2f} ms, "
+        f"pipeline {pipeline_ms:.2f} ms ({parts}), video {cost_ms.get('video', 0.0):.2f} ms"
+    )
+
+
 class PipelineRunner:
     def __init__(self, config: PipelineConfig, *, console: Console | None = None) -> None:
         self.config = config
@@ -100,6 +118,7 @@ class PipelineRunner:
         self.dispatcher: Any = None
         self._stop_requested = threading.Event()
         self._signals = 0
+        self._started_s = time.monotonic()
 
     # ---- public -------------------------------------------------------------------------------
     def run(self) -> RunReport:
@@ -108,6 +127,7 @@ class PipelineRunner:
         try:
             self._start_pool()
             self._start_streams()
+            self._started_s = time.monotonic()
             with ProgressDisplay(self.console, enabled=self.config.run.progress,
                                  status_interval_s=self.config.run.status_interval_s) as progress:
                 for stream in self.streams.values():
@@ -128,6 +148,9 @@ class PipelineRunner:
                 f"{b['cross_stream_batches']} with frames of several streams, {b['failed_batches']} failed",
                 highlight=False,
             )
+        if report.cost_ms:
+            self.console.print(format_costs(report.cost_ms, report.wall_s, sum(s.published for s in report.summaries)),
+                               highlight=False, soft_wrap=True)
         for summary in report.summaries:
             if summary.error is not None:
                 self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
@@ -295,7 +318,21 @@ class PipelineRunner:
                 )
             )
         batching = ray.get(self.dispatcher.stats.remote()) if self.dispatcher is not None else {}
-        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set(), batching=batching)
+        published = sum(s.published for s in summaries)
+        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set(), batching=batching,
+                         cost_ms=cost_per_frame_ms(self._stage_seconds(), published),
+                         wall_s=time.monotonic() - self._started_s)
+
+    def _stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage over the run: decode and put (sources), get and model (inference),
+        track (trackers), fetch and one entry per sink (sinks)."""
+        refs = [r.stats.remote() for r in self.replicas]
+        refs += [h.stats.remote() for s in self.streams.values() for h in (s.source, s.tracker, s.sink)]
+        totals: dict[str, float] = {}
+        for stats in ray.get(refs):
+            for stage, seconds in stats.get("seconds", {}).items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+        return totals
 
     def _teardown(self) -> None:
         handles = [h for s in self.streams.values() for h in (s.source, s.tracker, s.sink)]

@@ -10,6 +10,7 @@ import ray
 from pipeline.config import ModelConfig
 from pipeline.errors import MaskstreamError
 from pipeline.messages import FrameMeta, FrameResult, instances_from_detections
+from pipeline.stats import StageClock
 
 
 class InferenceWorker:
@@ -24,6 +25,7 @@ class InferenceWorker:
         self.batches = 0
         self.frames = 0
         self.init_error: str | None = None
+        self.clock = StageClock()
         try:
             self._load(model, load_model, InferenceEngine)
         except MaskstreamError as exc:
@@ -60,13 +62,18 @@ class InferenceWorker:
             return {"error": self.init_error}
         return self.description
 
+    def stats(self) -> dict[str, Any]:
+        return {"batches": self.batches, "frames": self.frames, "seconds": dict(self.clock.seconds)}
+
     def infer(self, metas: list[FrameMeta], frame_refs: list[Any]) -> list[FrameResult]:
         """Run one batch; returns one result per frame, in order. A failure gives every frame the error."""
         if self.init_error is not None:
             return [FrameResult(meta=meta, error=self.init_error) for meta in metas]
         try:
-            images = ray.get(frame_refs)
-            detections = self.engine.infer(images)
+            with self.clock.stage("get"):
+                images = ray.get(frame_refs)
+            with self.clock.stage("model"):
+                detections = self.engine.infer(images)
         except (MaskstreamError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             error = f"inference failed on a batch of {len(metas)} frames: {type(exc).__name__}: {exc}"
             return [FrameResult(meta=meta, error=error) for meta in metas]

@@ -16,7 +16,7 @@ from pipeline.config import SinksConfig
 from pipeline.errors import SinkError
 from pipeline.messages import FrameResult, StreamEnd, StreamInfo
 from pipeline.sinks import JsonlSink, RedisSink, Sink, VideoSink
-from pipeline.stats import LatencyWindow, RateMeter
+from pipeline.stats import LatencyWindow, RateMeter, StageClock
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class SinkWorker:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.end_message: StreamEnd | None = None
+        self.clock = StageClock()
 
     def ready(self) -> dict[str, Any]:
         """The enabled sinks, or ``{"error": ...}`` when one could not be set up."""
@@ -64,7 +65,8 @@ class SinkWorker:
 
     def write_many(self, results: list[FrameResult], frame_refs: list[Any]) -> None:
         needs_image = any(sink.needs_image for name, sink in self.sinks.items() if name not in self.errors)
-        images = ray.get(frame_refs) if needs_image else [None] * len(results)
+        with self.clock.stage("fetch"):
+            images = ray.get(frame_refs) if needs_image else [None] * len(results)
         for result, image in zip(results, images, strict=True):
             self._each("write", lambda sink: sink.write(result, image if sink.needs_image else None))
             now = time.time()
@@ -104,6 +106,7 @@ class SinkWorker:
             "sink_errors": dict(self.errors),
             "ended": self.end_message is not None,
             "end_error": None if self.end_message is None else self.end_message.error,
+            "seconds": dict(self.clock.seconds),
         }
 
     def _each(self, what: str, call: Any) -> None:
@@ -111,7 +114,8 @@ class SinkWorker:
             if name in self.errors:
                 continue
             try:
-                call(sink)
+                with self.clock.stage(name):
+                    call(sink)
             except SinkError as exc:
                 self.errors[name] = str(exc)
                 log.error("stream %r: %s sink switched off after %s failed: %s", self.stream_id, name, what, exc)

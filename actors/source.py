@@ -18,6 +18,7 @@ from pipeline.errors import DecodeError, MaskstreamError
 from pipeline.frame_queue import FrameQueue
 from pipeline.messages import FrameMeta, StreamEnd, StreamInfo
 from pipeline.sources import DecodedFrame, FrameSource, is_live_url, open_source
+from pipeline.stats import StageClock
 
 # How often a blocked decoder re-checks for stop (seconds): short enough for a prompt Ctrl-C.
 _STOP_POLL_S = 0.2
@@ -46,6 +47,7 @@ class SourceWorker:
         self.decoded = 0
         self.submitted = 0
         self.error: str | None = None
+        self.clock = StageClock()
 
     def open(self) -> StreamInfo:
         """Open the stream; raises ``DecodeError`` naming the stream and the cause."""
@@ -86,11 +88,19 @@ class SourceWorker:
             "dropped": self.queue.dropped,
             "waiting": len(self.queue),
             "error": self.error,
+            "seconds": dict(self.clock.seconds),
         }
 
     def _decode(self) -> None:
         try:
-            for frame in self.source.frames():
+            frames = iter(self.source.frames())
+            while True:
+                started = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                if not self.stream.realtime:  # a paced source's wait is not decoding work
+                    self.clock.add("decode", time.perf_counter() - started)
                 self.decoded += 1
                 while not self.queue.put(frame, timeout_s=_STOP_POLL_S):
                     if self._stop.is_set():
@@ -117,7 +127,8 @@ class SourceWorker:
             width=width,
             height=height,
         )
-        ref = ray.put(frame.image)
+        with self.clock.stage("put"):
+            ref = ray.put(frame.image)
         # The reference travels inside a list so that Ray passes it on instead of resolving it:
         # the pixels stay in the object store and are read zero-copy where they are needed.
         ray.get(self.dispatcher.submit.remote(meta, [ref]))

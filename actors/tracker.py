@@ -11,6 +11,7 @@ import ray
 from pipeline.config import TrackingConfig
 from pipeline.messages import FrameResult, StreamEnd
 from pipeline.reorder import ReorderBuffer
+from pipeline.stats import StageClock
 from pipeline.tracking import ByteTracker
 
 
@@ -49,19 +50,21 @@ class TrackerWorker:
         self.failed = 0
         self.end: StreamEnd | None = None
         self.ended = False
+        self.clock = StageClock()
 
     def push(self, result: FrameResult, frame_ref: list[Any]) -> int:
         """Accept one frame's result in any order; returns how many frames were handed to the sinks."""
-        released = self.reorder.push(result.meta.seq, (result, frame_ref[0]))
+        with self.clock.stage("track"):
+            released = self.reorder.push(result.meta.seq, (result, frame_ref[0]))
+            results = []
+            for res, _ in released:
+                if res.error is None and self.tracker is not None:
+                    res = assign_track_ids(self.tracker, res)
+                elif res.error is not None:
+                    self.failed += 1
+                results.append(res)
         if not released:
             return 0
-        results = []
-        for res, _ in released:
-            if res.error is None and self.tracker is not None:
-                res = assign_track_ids(self.tracker, res)
-            elif res.error is not None:
-                self.failed += 1
-            results.append(res)
         ray.get(self.sink.write_many.remote(results, [ref for _, ref in released]))
         self.published += len(released)
         self._maybe_end()
@@ -73,7 +76,8 @@ class TrackerWorker:
         self._maybe_end()
 
     def stats(self) -> dict[str, Any]:
-        return {"published": self.published, "pending": self.reorder.pending, "ended": self.ended}
+        return {"published": self.published, "pending": self.reorder.pending, "ended": self.ended,
+                "seconds": dict(self.clock.seconds)}
 
     def _maybe_end(self) -> None:
         if self.end is None or self.ended or self.reorder.next_seq < self.end.frames:

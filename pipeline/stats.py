@@ -64,3 +64,43 @@ class StreamSummary:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     error: str | None
+
+
+class StageClock:
+    """Seconds spent per named stage, summed (for a cost-per-frame breakdown).
+
+    Use ``with clock.stage("model"): ...`` or ``clock.add("model", seconds)``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def stage(self, name: str) -> "_Timing":
+        return _Timing(self, name)
+
+
+class _Timing:
+    def __init__(self, clock: StageClock, name: str) -> None:
+        self.clock = clock
+        self.name = name
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        import time
+
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        self.clock.add(self.name, time.perf_counter() - self.started)
+
+
+def cost_per_frame_ms(seconds: dict[str, float], frames: int) -> dict[str, float]:
+    """Each stage's total seconds as milliseconds per frame."""
+    if frames <= 0:
+        return {}
+    return {stage: 1000.0 * s / frames for stage, s in seconds.items()}
