@@ -55,30 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--idle-timeout-s", type=float, default=None, help="stop after this many seconds without a message")
     sub.set_defaults(func=_cmd_subscribe)
 
-    for register in _EXTRA_COMMANDS:
+    for register in _subcommand_modules():
         register(commands)
     return parser
 
 
-# Further subcommands (bench, train, eval, generate) register themselves here.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# Modules that add a subcommand through a register(commands) function.
+_SUBCOMMAND_MODULES = ("pipeline.scenes.cli", "pipeline.engine.cli", "pipeline.training.cli", "pipeline.evaluation.cli")
 
 
-def _register_optional() -> None:
+def _subcommand_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
-    for module in ("pipeline.scenes.cli", "pipeline.bench.cli", "pipeline.training.cli", "pipeline.evaluation.cli"):
+    found = []
+    for module in _SUBCOMMAND_MODULES:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name is not None and module.startswith(exc.name):
-                continue
+                continue  # that subcommand is not part of this installation
             raise
-        _EXTRA_COMMANDS.append(mod.register)
+        found.append(mod.register)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _register_optional()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,0 +1,143 @@
+"""``maskstream eval``: accuracy of the model, the pipeline and the tracker, as a table, JSON and a PNG chart.
+
+    maskstream eval --out eval-out                       # the shipped model, everything
+    maskstream eval --weights none --frames 8 --skip-pipeline --out /tmp/ev   # random weights, quick
+
+Writes ``OUT/report.json`` and ``OUT/report.png`` (and, for the pipeline part, the held-out videos,
+the generated ``pipeline.yaml``, its log and JSON Lines output under ``OUT/pipeline/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pipeline.errors import ConfigError
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "shapes.pt"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("eval", help="accuracy report: model AP, pipeline AP + MOTA/IDF1/HOTA, tracker vs peer")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.png and the pipeline run")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                   help="checkpoint (default: the shipped %(default)s), a torchvision weights name, or none (random)")
+    p.add_argument("--arch", default="maskrcnn_compact", help="model arch (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=200, help="held-out frames for the model-alone AP (default: %(default)s)")
+    p.add_argument("--videos", type=int, default=2, help="held-out videos for the pipeline part (default: %(default)s)")
+    p.add_argument("--video-frames", type=int, default=150, help="frames per held-out video (default: %(default)s)")
+    p.add_argument("--skip-model", action="store_true", help="skip the model-alone AP")
+    p.add_argument("--skip-pipeline", action="store_true", help="skip the pipeline part (no Ray)")
+    p.add_argument("--skip-tracker", action="store_true", help="skip the tracker-vs-peer part")
+    p.add_argument("--pipeline-jsonl", type=Path, default=None,
+                   help="score this folder's <stream>.jsonl from an earlier run instead of running the pipeline")
+    p.add_argument("--min-size", type=int, default=240, help="model input short side (default: %(default)s)")
+    p.add_argument("--max-size", type=int, default=320, help="model input long side at most (default: %(default)s)")
+    p.add_argument("--score-threshold", type=float, default=0.05,
+                   help="model score threshold; low because AP needs the low-score detections (default: %(default)s)")
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
+    p.add_argument("--max-detections", type=int, default=100, help="instances per frame at most (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per engine call (default: %(default)s)")
+    p.add_argument("--tracker-clips", type=int, default=4, help="clips for the tracker part (default: %(default)s)")
+    p.add_argument("--tracker-frames", type=int, default=150, help="frames per tracker clip (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tracker part's simulated detector noise")
+    p.add_argument("--pipeline-timeout-s", type=float, default=3600, help="give up on `maskstream run` after this long")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    p.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace, *, need_model: bool) -> Any:
+    from pipeline.evaluation.model_ap import EngineSettings
+
+    weights = args.weights
+    if weights is not None and weights.strip().lower() in ("", "none", "null", "random"):
+        weights = None
+    elif weights is not None and ("/" in weights or weights.endswith((".pt", ".pth"))):
+        path = Path(weights).expanduser().resolve()
+        if need_model and not path.is_file():
+            raise ConfigError(f"--weights {weights}: no such checkpoint (train one with `maskstream train`, "
+                              "or pass --weights none for random weights)")
+        weights = str(path)
+    for name in ("frames", "videos", "video_frames", "batch_size", "tracker_clips", "tracker_frames"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return EngineSettings(arch=args.arch, weights=weights, min_size=args.min_size, max_size=args.max_size,
+                          score_threshold=args.score_threshold, mask_threshold=args.mask_threshold,
+                          max_detections=args.max_detections, device=args.device, precision=args.precision)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pipeline.evaluation import report as rep
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # a log file or pipe: wide enough for the tables
+    need_model = not (args.skip_model and args.skip_pipeline)
+    settings = _settings(args, need_model=need_model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "settings": {**asdict(settings), "frames": args.frames, "videos": args.videos,
+                     "video_frames": args.video_frames, "tracker_clips": args.tracker_clips,
+                     "tracker_frames": args.tracker_frames, "seed": args.seed},
+        "model": None, "pipeline": None, "tracker": None,
+    }
+    timings: dict[str, float] = {}
+    engine = None
+    if need_model:
+        from pipeline.evaluation.model_ap import build_engine
+
+        engine = build_engine(settings)
+
+    if not args.skip_model:
+        from pipeline.evaluation.model_ap import evaluate_model
+
+        t0 = time.monotonic()
+        console.print(f"model: {args.frames} held-out frames ...", highlight=False)
+        report["model"] = evaluate_model(engine, args.frames, batch_size=args.batch_size)
+        timings["model_s"] = time.monotonic() - t0
+
+    if not args.skip_pipeline:
+        from pipeline.evaluation import pipeline_eval as pe
+
+        t0 = time.monotonic()
+        work = out / "pipeline"
+        console.print(f"pipeline: writing {args.videos} held-out videos of {args.video_frames} frames ...", highlight=False)
+        datasets = pe.write_heldout_videos(work / "videos", args.videos, args.video_frames)
+        jsonl_dir = args.pipeline_jsonl
+        if jsonl_dir is None:
+            jsonl_dir = work / "jsonl"
+            for ds in datasets:  # a stale file from an earlier run must not be scored
+                (jsonl_dir / f"{Path(ds.video).stem}.jsonl").unlink(missing_ok=True)
+            console.print("pipeline: running `maskstream run` (local Ray) ...", highlight=False)
+            config = pe.pipeline_config([ds.video for ds in datasets], jsonl_dir, settings,
+                                        max_batch_size=args.batch_size)
+            pe.run_pipeline(config, work, timeout_s=args.pipeline_timeout_s)
+        console.print("pipeline: scoring, and running the model alone on the same frames ...", highlight=False)
+        report["pipeline"] = pe.evaluate_pipeline(datasets, jsonl_dir, engine, batch_size=args.batch_size)
+        timings["pipeline_s"] = time.monotonic() - t0
+
+    if not args.skip_tracker:
+        from pipeline.evaluation.tracker_eval import evaluate_trackers
+
+        t0 = time.monotonic()
+        console.print(f"tracker: {args.tracker_clips} clips x {args.tracker_frames} frames per noise level ...",
+                      highlight=False)
+        report["tracker"] = evaluate_trackers(args.tracker_clips, args.tracker_frames, seed=args.seed)
+        timings["tracker_s"] = time.monotonic() - t0
+
+    report["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    rep.finalize(report)
+    json_path = rep.write_json(report, out / "report.json")
+    png_path = rep.write_chart(report, out / "report.png")
+    rep.render(report, console)
+    console.print(f"wrote {json_path} and {png_path}", highlight=False)
+    return 1 if args.strict and not report["passed"] else 0

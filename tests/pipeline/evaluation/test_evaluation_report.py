@@ -1,0 +1,103 @@
+"""The report: targets (PASS/FAIL/SKIP), JSON + PNG files, rich tables, and the ``maskstream eval`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pipeline.evaluation import report as rep
+
+
+def ap(v: float) -> dict:
+    return {"segm": {"AP": v, "AP50": v, "AP75": v}, "bbox": {"AP": v, "AP50": v, "AP75": v}}
+
+
+def mot(mota: float, idf1: float) -> dict:
+    return {"MOTA": mota, "IDF1": idf1, "HOTA": 0.8, "IDSW": 1, "CLR_TP": 10, "CLR_FN": 1, "CLR_FP": 0}
+
+
+def full_report() -> dict:
+    return {
+        "settings": {},
+        "model": {"frames": 10, **ap(0.85)},
+        "pipeline": {
+            "videos": 1, "frames": 20, "pipeline": ap(0.70), "model_same_frames": ap(0.705),
+            "ap_difference": {"segm": {"AP": -0.005}, "bbox": {"AP": -0.02}}, "tracking": mot(0.95, 0.89),
+        },
+        "tracker": {"clips": 1, "frames_per_clip": 10, "seed": 0, "levels": [
+            {"level": 0, "jitter_px": 0.0, "miss_prob": 0.0, "fp_per_frame": 0.0, "ours": mot(1.0, 1.0), "peer": mot(0.98, 0.99)},
+            {"level": 1, "jitter_px": 2.0, "miss_prob": 0.1, "fp_per_frame": 1.0, "ours": mot(0.8, 0.85), "peer": mot(0.8, 0.9)},
+        ]},
+    }
+
+
+def test_targets_pass_and_fail() -> None:
+    report = rep.finalize(full_report())
+    status = {t["name"].split(" (peer")[0]: t["status"] for t in report["targets"]}
+    assert status == {
+        "model mask AP@[.5:.95] (held-out frames)": "PASS",
+        "pipeline mask AP - model mask AP (same frames)": "PASS",
+        "pipeline box AP - model box AP (same frames)": "FAIL",
+        "pipeline IDF1": "FAIL",
+        "pipeline MOTA": "PASS",
+        "tracker IDF1, noise level 0": "PASS",
+        "tracker IDF1, noise level 1": "FAIL",
+    }
+    assert report["passed"] is False
+
+
+def test_skipped_sections_are_skip_not_fail() -> None:
+    report = rep.finalize({"settings": {}, "model": None, "pipeline": None, "tracker": None})
+    assert {t["status"] for t in report["targets"]} == {"SKIP"}
+    assert report["passed"] is True
+
+
+def test_report_writes_json_and_png(tmp_path: Path) -> None:
+    for name, report in (("full", full_report()), ("empty", {"settings": {}, "model": None, "pipeline": None, "tracker": None})):
+        rep.finalize(report)
+        j = rep.write_json(report, tmp_path / name / "report.json")
+        p = rep.write_chart(report, tmp_path / name / "report.png")
+        assert json.loads(j.read_text())["targets"] == report["targets"]
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+        console = Console(record=True, width=200)
+        rep.render(report, console)
+        text = console.export_text()
+        assert "targets" in text and ("FAIL" in text if name == "full" else "SKIP" in text)
+
+
+def parse(argv: list[str]):
+    """The ``eval`` subcommand's arguments, parsed by the parser ``pipeline.cli`` would build."""
+    import argparse
+
+    from pipeline.evaluation.cli import register
+
+    parser = argparse.ArgumentParser(prog="maskstream")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_eval_command_tracker_only(tmp_path: Path) -> None:
+    args = parse(["eval", "--skip-model", "--skip-pipeline", "--tracker-clips", "1", "--tracker-frames", "12",
+                  "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [lvl["level"] for lvl in report["tracker"]["levels"]] == [0, 1, 2, 3]
+    assert report["model"] is None and (tmp_path / "report.png").is_file()
+
+
+def test_eval_command_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+
+    args = parse(["eval", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        args.func(args)
+
+
+def test_eval_is_registered_with_maskstream() -> None:
+    from pipeline import cli
+
+    args = cli.build_parser().parse_args(["eval", "--out", "x", "--frames", "8", "--skip-pipeline"])
+    assert (args.frames, args.skip_pipeline, args.arch, args.score_threshold) == (8, True, "maskrcnn_compact", 0.05)
