@@ -17,6 +17,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
+# Debian packages for the tests only: GStreamer's RTSP server, run by tests/rtsp_server.py under /usr/bin/python3.
+if [[ $with_tests -eq 1 ]]; then
+  rtsp_pkgs=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
+             gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
+  missing=()
+  for pkg in "${rtsp_pkgs[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "installing ${missing[*]} (Debian packages, for the RTSP tests)" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv

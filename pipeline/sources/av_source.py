@@ -40,6 +40,10 @@ DEFAULT_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
 )
 """FFmpeg options applied per URL scheme unless the caller's ``options`` set them."""
 
+CAMERA_SCHEMES: frozenset[str] = frozenset({"rtsp", "rtsps"})
+"""Schemes of camera streams, which never end on their own: FFmpeg reports a dropped connection
+as a plain end of stream (like an RTCP BYE), so ``frames()`` raises ``DecodeError`` when one ends."""
+
 TRUNCATION_TOLERANCE_FRAMES = 2
 """A file that ends this many frames (or 2 %, whichever is more) short of its header is not called truncated."""
 
@@ -140,7 +144,10 @@ class AvSource:
             raise DecodeError(
                 f"{self._prefix()}video stream has no frame size ({width}x{height}, codec {stream.codec_context.name})"
             )
-        fps = _positive_float(stream.average_rate) or _positive_float(stream.guessed_rate)
+        # A live stream's average rate is measured over the few frames probed (24.75 for a 25 fps
+        # RTSP camera); its codec/container rate (guessed_rate) is the nominal one.
+        rates = (stream.guessed_rate, stream.average_rate) if self.live else (stream.average_rate, stream.guessed_rate)
+        fps = _positive_float(rates[0]) or _positive_float(rates[1])
         duration_s = self._duration_s(self._container, stream)
         if not self.live:
             header_frames = int(stream.frames or 0)
@@ -166,7 +173,8 @@ class AvSource:
     def frames(self) -> Iterator[DecodedFrame]:
         """Yield the decoded frames (see ``DecodedFrame``); raises ``DecodeError`` after the last good frame.
 
-        Opens the source first if ``open()`` was not called. Iterate it once.
+        Opens the source first if ``open()`` was not called. Iterate it once. An ``rtsp(s)://``
+        stream that ends (server gone, connection dropped, or RTCP BYE) raises ``DecodeError``.
         """
         if self._iterated:
             raise RuntimeError(f"{self._prefix()}frames() can be iterated only once")
@@ -206,6 +214,12 @@ class AvSource:
                 pass_frames.close()
             if self._stop.is_set():
                 return
+            if self.scheme in CAMERA_SCHEMES:
+                after = self._after(index, normalizer)
+                raise DecodeError(
+                    f"{self._prefix()}{self._network_location()} ended the stream {after}: "
+                    "the connection was closed or the server ended the session (RTCP BYE)"
+                )
             truncated = self._truncation_cause(in_pass, first_raw_s, last_raw_s, normalizer.frame_interval_s)
             if truncated is not None:
                 raise DecodeError(f"{self._prefix()}{truncated}")
@@ -399,12 +413,18 @@ class AvSource:
                 frame.time_base = stream.time_base  # frames flushed without a packet carry no time base
         return frames
 
-    def _midstream_cause(self, failure: _PassFailed, frames_decoded: int, normalizer: PtsNormalizer) -> str:
-        """Say why a pass failed mid-stream, and after how many good frames."""
-        exc = failure.cause
+    @staticmethod
+    def _after(frames_decoded: int, normalizer: PtsNormalizer) -> str:
+        """``after N good frames (last at X s)`` for error messages."""
         after = f"after {frames_decoded} good frame{'s' if frames_decoded != 1 else ''}"
         if normalizer.last_pts_s is not None:
             after += f" (last at {normalizer.last_pts_s:.3f} s)"
+        return after
+
+    def _midstream_cause(self, failure: _PassFailed, frames_decoded: int, normalizer: PtsNormalizer) -> str:
+        """Say why a pass failed mid-stream, and after how many good frames."""
+        exc = failure.cause
+        after = self._after(frames_decoded, normalizer)
         if isinstance(exc, (av.error.ExitError, av.error.TimeoutError)):
             return f"read timeout: no data for {self.read_timeout_s:g} s {after} ({exc})"
         if self.live and failure.step == "read":
