@@ -132,11 +132,11 @@ class InferenceConfig(_Section):
 class TrackingConfig(_Section):
     enabled: bool = True
     # See pipeline.tracking.ByteTracker for the trade-off of each threshold.
-    high_score_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    high_score_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     low_score_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
-    new_track_score_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    new_track_score_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     match_iou_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
-    low_match_iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    low_match_iou_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     lost_track_buffer_frames: int = Field(default=30, ge=0)
     use_mask_iou: bool = False
     class_aware: bool = False

@@ -290,7 +290,7 @@ def test_mask_mode_input_errors():
         ),
         (
             {"new_track_score_threshold": 0.4},
-            r"new_track_score_threshold \(0\.4\) must be >= high_score_threshold \(0\.5\)",
+            r"new_track_score_threshold \(0\.4\) must be >= high_score_threshold \(0\.6\)",
         ),
         ({"match_iou_threshold": 0.0}, r"match_iou_threshold must be in \(0, 1\], got 0\.0"),
         ({"low_match_iou_threshold": float("nan")}, r"low_match_iou_threshold must be a number in \(0, 1\], got nan"),

@@ -20,12 +20,12 @@ trackers = pytest.importorskip("trackers")
 
 
 def run_peer(frames: list[Frame]) -> list[list[int | None]]:
-    # The peer's equivalents of our defaults (its own defaults differ: 0.7 / 0.6 / 0.1 / 2).
+    # The peer's equivalents of our defaults (its own defaults differ only in minimum_consecutive_frames=2).
     peer = trackers.ByteTrackTracker(
         lost_track_buffer=30,
         frame_rate=30.0,
-        track_activation_threshold=0.6,  # our new_track_score_threshold
-        high_conf_det_threshold=0.5,  # our high_score_threshold
+        track_activation_threshold=0.7,  # our new_track_score_threshold
+        high_conf_det_threshold=0.6,  # our high_score_threshold
         minimum_iou_threshold=0.2,  # our match_iou_threshold (the peer uses it in both passes)
         minimum_consecutive_frames=1,  # our min_hits_to_confirm
     )

@@ -1,0 +1,225 @@
+"""The inference engine: a torchvision Mask R-CNN run stage by stage on batches of frames.
+
+``InferenceEngine.infer(images)`` is the hot path of maskstream (the Ray inference actor wraps it):
+
+1. :mod:`~pipeline.engine.preprocess`: uint8 frames -> device -> float CHW in ``[0, 1]``.
+2. ``model.transform`` (normalise, resize, batch; on the device, always in fp32), then
+   ``model.backbone`` -> ``model.rpn`` -> ``model.roi_heads`` under ``torch.inference_mode()`` and,
+   for fp16/bf16, ``torch.autocast``: the stages of ``GeneralizedRCNN.forward`` without its
+   ``transform.postprocess`` (which pastes every mask into a full frame in a Python loop).
+3. :mod:`~pipeline.engine.postprocess`: boxes back to frame coordinates, masks pasted into their
+   boxes only and run-length encoded on the device.
+
+Precision: under autocast the RPN head's and box/mask predictors' outputs are cast back to fp32 and
+anchors are generated in fp32 (forward hooks the engine installs on the model), so that box
+decoding does not happen in 8-bit-mantissa coordinates. fp16 on the CPU is refused (torch's CPU
+fp16 autocast is slow and incomplete): use bf16 or fp32 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+
+from pipeline.engine.adapter import detections_from_torchvision
+from pipeline.engine.postprocess import DEFAULT_MAX_ELEMENTS, postprocess_detections
+from pipeline.engine.preprocess import Preprocessor
+from pipeline.errors import InferenceError
+from pipeline.messages import Detections
+
+Precision = Literal["fp32", "fp16", "bf16"]
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` (the current CUDA device) or ``"cuda:<i>"``."""
+    text = str(device).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise InferenceError(f"device {device!r} is not valid; expected auto, cpu, cuda or cuda:<index>") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise InferenceError(f"device {device!r} is not supported; expected auto, cpu, cuda or cuda:<index>")
+    if not torch.cuda.is_available():
+        raise InferenceError(
+            f"device {device!r} asks for CUDA, but CUDA is not available here (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}); use device: cpu or auto"
+        )
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if index >= count:
+        raise InferenceError(f"device {device!r}: there are only {count} CUDA devices (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def _to_float32(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_float32(v) for k, v in value.items()}
+    return value
+
+
+def _fp32_output_hook(module: nn.Module, args: Any, output: Any) -> Any:
+    return _to_float32(output)
+
+
+def _fp32_anchor_pre_hook(module: nn.Module, args: Any) -> Any:
+    # AnchorGenerator only reads the feature maps' shapes, dtype and device: give it float32 stand-ins
+    # (zero-stride views, no memory) so that anchors are float32.
+    image_list, feature_maps = args
+    proxies = [
+        torch.empty((), dtype=torch.float32, device=f.device).expand(f.shape) if f.is_floating_point() else f
+        for f in feature_maps
+    ]
+    return image_list, proxies
+
+
+class InferenceEngine:
+    """Runs ``model`` on batches of frames and returns one :class:`Detections` per frame.
+
+    ``class_names[label]`` names label ``label`` (index 0 is the background). ``mask_threshold``:
+    a pixel is in the mask when its probability is ``> mask_threshold``. ``channels_last`` runs the
+    backbone in NHWC (faster convolutions on tensor cores). The engine owns ``model``: it is moved
+    to ``device``, put in eval mode and, for fp16/bf16, given fp32-output hooks (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        model: MaskRCNN,
+        class_names: Sequence[str],
+        *,
+        device: str | torch.device = "cpu",
+        precision: Precision = "fp32",
+        mask_threshold: float = 0.5,
+        channels_last: bool = False,
+        max_paste_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
+        if precision not in get_args(Precision):
+            raise InferenceError(f"precision {precision!r} is not one of {', '.join(get_args(Precision))}")
+        if not 0.0 <= float(mask_threshold) < 1.0:
+            raise InferenceError(f"mask_threshold must be in [0, 1), got {mask_threshold!r}")
+        if not all(hasattr(model, name) for name in ("transform", "backbone", "rpn", "roi_heads")):
+            raise InferenceError(f"model must be a torchvision Mask R-CNN, got {type(model).__name__}")
+        if not getattr(model.roi_heads, "has_mask", lambda: False)():
+            raise InferenceError("model has no mask head (a Faster R-CNN?); maskstream needs a Mask R-CNN")
+        self.device = resolve_device(device)
+        self.precision: Precision = precision
+        if precision == "fp16" and self.device.type == "cpu":
+            raise InferenceError("precision fp16 is not supported on the CPU; use bf16 or fp32 (or a CUDA device)")
+        self.class_names = tuple(str(n) for n in class_names)
+        num_classes = _num_classes(model)
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise InferenceError(
+                f"the model predicts {num_classes} classes (background included) but {len(self.class_names)} "
+                "class_names were given"
+            )
+        self.mask_threshold = float(mask_threshold)
+        self.channels_last = bool(channels_last)
+        self.max_paste_elements = int(max_paste_elements)
+        try:
+            self.model = model.eval().to(self.device)
+            if self.channels_last:
+                self.model.backbone.to(memory_format=torch.channels_last)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            raise InferenceError(f"cannot move the model to {self.device}: {exc}") from exc
+        self._hooks: list[Any] = []
+        if precision != "fp32":
+            self._install_fp32_hooks()
+        self._preprocess = Preprocessor(self.device)
+
+    def _install_fp32_hooks(self) -> None:
+        m = self.model
+        self._hooks.append(m.rpn.anchor_generator.register_forward_pre_hook(_fp32_anchor_pre_hook))
+        for module in (m.rpn.head, m.roi_heads.box_predictor, m.roi_heads.mask_predictor):
+            self._hooks.append(module.register_forward_hook(_fp32_output_hook))
+
+    def close(self) -> None:
+        """Remove the hooks the engine installed on the model."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.precision == "fp32":
+            yield
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision]):
+                yield
+
+    def _describe(self, tensors: Sequence[torch.Tensor]) -> str:
+        sizes = ", ".join(f"{t.shape[-1]}x{t.shape[-2]}" for t in tensors[:4]) + (", ..." if len(tensors) > 4 else "")
+        return f"a batch of {len(tensors)} frames ({sizes}) on {self.device} ({self.precision})"
+
+    def run_stages(self, tensors: list[torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], list[tuple[int, int]]]:
+        """transform -> backbone -> rpn -> roi_heads; returns roi_heads' detections (resized
+        coordinates, 28x28 mask probabilities) and the resized image sizes."""
+        model = self.model
+        image_list, _ = model.transform(tensors)  # fp32: normalisation and resizing stay exact
+        batch = image_list.tensors
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            features = model.backbone(batch)
+            if isinstance(features, torch.Tensor):
+                features = OrderedDict([("0", features)])
+            proposals, _ = model.rpn(image_list, features)
+            detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
+        return detections, [(int(h), int(w)) for h, w in image_list.image_sizes]
+
+    def infer(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections of each frame (uint8 ``(H, W, 3)`` RGB; sizes may differ within the batch)."""
+        if len(images) == 0:
+            return []
+        tensors = self._preprocess(images)
+        original = [(int(t.shape[-2]), int(t.shape[-1])) for t in tensors]
+        try:
+            with torch.inference_mode():
+                detections, resized = self.run_stages(tensors)
+                return postprocess_detections(
+                    detections,
+                    resized,
+                    original,
+                    self.class_names,
+                    self.mask_threshold,
+                    max_elements=self.max_paste_elements,
+                )
+        except InferenceError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise InferenceError(f"inference failed on {self._describe(tensors)}: {exc}") from exc
+
+    def infer_reference(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """The naive path: torchvision's own ``model(images)`` (full-frame masks) through the adapter.
+        Slow; for tests and benchmarks."""
+        if len(images) == 0:
+            return []
+        tensors = self._preprocess(images)
+        try:
+            with torch.inference_mode(), self._autocast():
+                outputs = self.model(tensors)
+            return [detections_from_torchvision(o, self.class_names, self.mask_threshold) for o in outputs]
+        except InferenceError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise InferenceError(f"reference inference failed on {self._describe(tensors)}: {exc}") from exc
+
+
+def _num_classes(model: MaskRCNN) -> int | None:
+    predictor = getattr(model.roi_heads, "box_predictor", None)
+    cls_score = getattr(predictor, "cls_score", None)
+    return int(cls_score.out_features) if isinstance(cls_score, nn.Linear) else None

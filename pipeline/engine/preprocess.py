@@ -1,0 +1,75 @@
+"""Frames (uint8 ``(H, W, 3)`` RGB numpy arrays) to float ``(3, H, W)`` tensors in ``[0, 1]`` on the device.
+
+Only uint8 crosses the host-device boundary (4x less than float32); the conversion to float runs on
+the device. On CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
+copied with a single ``non_blocking`` transfer. The model's ``GeneralizedRCNNTransform`` then
+normalises, resizes and batches them on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from pipeline.errors import InferenceError
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each image must be a uint8 ``(H, W, 3)`` numpy array with ``H, W >= 1``; returns C-contiguous arrays."""
+    out = []
+    for i, img in enumerate(images):
+        if not isinstance(img, np.ndarray):
+            raise InferenceError(f"image {i} of the batch is a {type(img).__name__}, expected a numpy uint8 (H, W, 3) array")
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 1 or img.shape[1] < 1:
+            raise InferenceError(
+                f"image {i} of the batch has dtype {img.dtype} and shape {img.shape}, expected uint8 (H, W, 3) RGB"
+            )
+        out.append(np.ascontiguousarray(img))
+    return out
+
+
+def to_float_chw(image_hwc: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` tensor -> contiguous float32 ``(3, H, W)`` in ``[0, 1]`` (on the tensor's device)."""
+    return image_hwc.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+
+class Preprocessor:
+    """Moves batches of frames to ``device`` as float CHW tensors (see the module docstring)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._pinned: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        arrays = check_images(images)
+        if self.device.type != "cuda":
+            return [to_float_chw(torch.from_numpy(a).to(self.device)) for a in arrays]
+        return [to_float_chw(t) for t in self._upload_cuda(arrays)]
+
+    def _upload_cuda(self, arrays: list[np.ndarray]) -> list[torch.Tensor]:
+        sizes = [a.size for a in arrays]
+        total = sum(sizes)
+        if self._copied is not None:
+            self._copied.synchronize()  # the previous batch's transfer has left the pinned buffer
+        if self._pinned is None or self._pinned.numel() < total:
+            self._pinned = torch.empty(max(total, 2 * (0 if self._pinned is None else self._pinned.numel())),
+                                       dtype=torch.uint8, pin_memory=True)
+        host = self._pinned[:total]
+        host_np = host.numpy()
+        offset = 0
+        for a, n in zip(arrays, sizes):
+            host_np[offset : offset + n] = a.reshape(-1)
+            offset += n
+        device_buf = torch.empty(total, dtype=torch.uint8, device=self.device)
+        device_buf.copy_(host, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record(torch.cuda.current_stream(self.device))
+        out = []
+        offset = 0
+        for a, n in zip(arrays, sizes):
+            out.append(device_buf[offset : offset + n].view(a.shape))
+            offset += n
+        return out

@@ -1,0 +1,73 @@
+"""pipeline.model.load_model: random weights, and torchvision weights on an offline machine."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.errors import InferenceError
+from pipeline.model import load_model
+
+RUNTIME = dict(min_size=160, max_size=224, score_threshold=0.05, max_detections=10)
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """torch.hub looks in an empty tmp dir, and no connection can be opened."""
+    old = torch.hub.get_dir()
+    hub = tmp_path / "hub"
+    torch.hub.set_dir(str(hub))
+
+    def no_network(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    try:
+        yield hub
+    finally:
+        torch.hub.set_dir(old)
+
+
+def test_random_weights() -> None:
+    loaded = load_model("maskrcnn_compact", None, **RUNTIME)
+    assert loaded.source == "random" and len(loaded.class_names) == 91
+    assert loaded.class_names[:2] == ("__background__", "class_1")
+    named = load_model("maskrcnn_compact", "none", class_names=["bg", "a", "b"], **RUNTIME)
+    assert named.class_names == ("bg", "a", "b")
+    assert named.model.roi_heads.box_predictor.cls_score.out_features == 3
+
+
+def test_coco_weights_offline_fail_fast_with_how_to_fix(empty_hub: Path) -> None:
+    expected_file = empty_hub / "checkpoints" / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    with pytest.raises(InferenceError) as info:
+        load_model("maskrcnn_resnet50_fpn", "DEFAULT", **RUNTIME)
+    message = str(info.value)
+    assert "MaskRCNN_ResNet50_FPN_Weights.COCO_V1" in message
+    assert str(expected_file) in message  # where the cache was looked for
+    assert "network disabled by the test" in message  # why it could not be downloaded
+    assert "/path/to/model.pt" in message and "maskstream train" in message
+    assert "TORCH_HOME" in message and "model.weights: none" in message
+
+    with pytest.raises(InferenceError, match="MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1"):
+        load_model("maskrcnn_resnet50_fpn_v2", "COCO_V1", **RUNTIME)
+
+
+def test_cached_coco_file_is_used_without_network(empty_hub: Path) -> None:
+    cached = empty_hub / "checkpoints" / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"corrupt")  # found in the cache (no download attempted), but unreadable
+    with pytest.raises(InferenceError, match=rf"cannot load MaskRCNN_ResNet50_FPN_Weights.COCO_V1 from {cached}"):
+        load_model("maskrcnn_resnet50_fpn", "COCO_V1", **RUNTIME)
+
+
+def test_bad_weights_names(empty_hub: Path) -> None:
+    with pytest.raises(InferenceError, match="arch 'maskrcnn_compact' has none"):
+        load_model("maskrcnn_compact", "DEFAULT", **RUNTIME)
+    with pytest.raises(InferenceError, match=r"COCO_V9.*\(DEFAULT, COCO_V1\)"):
+        load_model("maskrcnn_resnet50_fpn", "COCO_V9", **RUNTIME)
+    with pytest.raises(InferenceError, match="unknown model arch"):
+        load_model("resnet", None, **RUNTIME)
