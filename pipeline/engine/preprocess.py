@@ -8,6 +8,7 @@ normalises, resizes and batches them on the device.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +36,14 @@ def to_float_chw(image_hwc: torch.Tensor) -> torch.Tensor:
     return image_hwc.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
+def read_only_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory, also when it is read-only (a frame read zero-copy from Ray's
+    object store). Safe here: the tensor is only read (``to_float_chw`` makes a new one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 class Preprocessor:
     """Moves batches of frames to ``device`` as float CHW tensors (see the module docstring)."""
 
@@ -46,7 +55,7 @@ class Preprocessor:
     def __call__(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
         arrays = check_images(images)
         if self.device.type != "cuda":
-            return [to_float_chw(torch.from_numpy(a).to(self.device)) for a in arrays]
+            return [to_float_chw(read_only_view(a).to(self.device)) for a in arrays]
         return [to_float_chw(t) for t in self._upload_cuda(arrays)]
 
     def _upload_cuda(self, arrays: list[np.ndarray]) -> list[torch.Tensor]:
