@@ -1,0 +1,72 @@
+"""``maskstream train`` on a tiny COCO-format dataset written by the scene generator (real video, real model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from pipeline.model import build_model, load_checkpoint, load_model
+from pipeline.scenes import CLASS_NAMES, SceneConfig, write_dataset
+from pipeline.training import CocoFrames, TrainingConfig, train
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    paths = write_dataset(SceneConfig(seed=3, width=96, height=64, num_frames=6, min_objects=2, max_objects=3), out,
+                          name="tiny")
+    return paths.coco
+
+
+def test_coco_frames_reads_video_frames_with_their_masks(coco: Path) -> None:
+    data = CocoFrames(coco)
+    assert data.class_names == CLASS_NAMES
+    assert len(data) == 6
+    sample = data[0]
+    assert sample.image.shape == (3, 64, 96) and sample.image.dtype == torch.float32
+    assert 0.0 <= float(sample.image.min()) and float(sample.image.max()) <= 1.0
+    masks, boxes = sample.target["masks"], sample.target["boxes"]
+    assert masks.shape[0] == boxes.shape[0] == sample.target["labels"].shape[0]
+    for mask, box in zip(masks, boxes):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert box.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+
+
+def test_train_writes_a_loadable_checkpoint_and_resumes(coco: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.pt"
+    common = ["train", "--data", str(coco), "--out", str(out), "--batch-size", "1", "--min-size", "64",
+              "--max-size", "96", "--checkpoint-every", "1", "--warmup-steps", "1", "--seed", "1"]
+    assert main([*common, "--steps", "2"]) == 0
+    assert load_checkpoint(out)["extra"]["step"] == 2
+    assert main([*common, "--steps", "3", "--resume"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["extra"]["step"] == 3
+    assert checkpoint["class_names"] == list(CLASS_NAMES)
+    loaded = load_model("maskrcnn_compact", str(out), min_size=64, max_size=96, score_threshold=0.0, max_detections=5)
+    assert loaded.class_names == CLASS_NAMES
+    # --resume without a resume file is refused with the fix
+    assert main(["train", "--data", str(coco), "--out", str(tmp_path / "other.pt"), "--steps", "1", "--resume"]) == 2
+
+
+def test_training_is_seeded(coco: Path) -> None:
+    def one_run() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
+        train(model, CocoFrames(coco), TrainingConfig(steps=2, batch_size=2, warmup_steps=1, seed=5),
+              save=lambda *args: None)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    first, second = one_run(), one_run()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_bad_dataset_is_refused_with_its_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": []}')
+    with pytest.raises(ConfigError, match=r"bad\.json: not a COCO instances file \(no 'annotations'\)"):
+        CocoFrames(bad)
