@@ -48,6 +48,7 @@ class InferenceWorker:
             device=model.device,
             precision=model.precision,
             mask_threshold=model.mask_threshold,
+            channels_last=model.channels_last,
         )
         self.description = {
             "arch": loaded.arch,
