@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install maskstream into ./.venv with the pinned versions of deploy/constraints.txt.
 #   bash deploy/install.sh          # what `maskstream run` needs (+ a local redis-server if none answers on 6379)
-#   bash deploy/install.sh --test   # also what the test suite needs (pytest; redis-server binary)
+#   bash deploy/install.sh --test   # also what the test suite needs (pytest; redis-server; GStreamer RTSP server packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
