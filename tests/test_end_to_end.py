@@ -6,7 +6,6 @@ threshold at 0 so that random weights still give instances (5 per frame at most)
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 from pycocotools import mask as mask_util
 

@@ -416,7 +416,7 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
         naive: NaivePath | None = None
         try:
             naive = NaivePath(copy.deepcopy(base), names, device, s.mask_threshold, encode)
-            measure(naive_row, lambda batch: [len(naive(f)) for f in batch], frames,
+            measure(naive_row, lambda batch, path=naive: [len(path(f)) for f in batch], frames,
                     iters=s.iters, warmup=s.warmup, device=device)
         except (InferenceError, RuntimeError) as exc:  # CUDA out of memory is a RuntimeError
             naive_row.error = _row_error(exc)
@@ -442,7 +442,7 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
                 row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
                           channels_last=s.channels_last)
                 try:
-                    measure(row, lambda batch: [len(d) for d in engine.infer(batch)], frames,
+                    measure(row, lambda batch, path=engine: [len(d) for d in path.infer(batch)], frames,
                             iters=s.iters, warmup=s.warmup, device=device)
                 except (InferenceError, RuntimeError) as exc:
                     row.error = _row_error(exc)
