@@ -370,7 +370,8 @@ class ByteTracker:
         if not tracks or len(dets) == 0:
             return np.zeros((len(tracks), len(dets)))
         if self.use_mask_iou:
-            assert masks is not None  # checked in _validate
+            if masks is None:  # _validate refuses this; kept so that a broken caller fails loudly
+                raise TrackingError("use_mask_iou=True needs masks for every update")
             track_masks = []
             for t in tracks:
                 if t.track_id not in shifted:
@@ -380,7 +381,8 @@ class ByteTracker:
         else:
             sim = box_iou(np.stack([t.predicted_box for t in tracks]), boxes[dets])
         if self.class_aware:
-            assert labels is not None  # checked in _validate
+            if labels is None:
+                raise TrackingError("class_aware=True needs labels for every update")
             track_labels = np.array([t.label for t in tracks])
             sim = np.where(track_labels[:, None] == labels[dets][None, :], sim, 0.0)
         return sim
