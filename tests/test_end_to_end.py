@@ -20,7 +20,7 @@ from pycocotools import mask as mask_util
 
 from pipeline.client import Subscriber, read_jsonl
 from pipeline.messages import FrameMessage, StreamEnd
-from tests.media import count_frames, write_video
+from tests.pipeline.sources.videos import count_frames, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,8 +92,8 @@ def frame_of(item: Any) -> FrameMessage:
 
 def test_two_file_streams_through_all_sinks(tmp_path: Path, redis_url: str) -> None:
     videos = {
-        "small": (write_video(tmp_path / "small.mp4", width=160, height=120, fps=25, frames=12), 12, (160, 120)),
-        "wide": (write_video(tmp_path / "wide.mkv", width=224, height=128, fps=15, frames=9), 9, (224, 128)),
+        "small": (write_video(tmp_path / "small.mp4", width=160, height=120, fps=25, num_frames=12), 12, (160, 120)),
+        "wide": (write_video(tmp_path / "wide.mkv", width=224, height=128, fps=15, num_frames=9), 9, (224, 128)),
     }
     config = write_config(tmp_path, [{"id": sid, "url": str(v[0])} for sid, v in videos.items()], redis_url)
     collector = Collector(redis_url, list(videos))
@@ -134,10 +134,10 @@ def test_two_file_streams_through_all_sinks(tmp_path: Path, redis_url: str) -> N
 
 
 def test_bad_inputs_fail_alone_with_clear_errors(tmp_path: Path, redis_url: str) -> None:
-    good = write_video(tmp_path / "good.mp4", width=160, height=120, fps=25, frames=8)
+    good = write_video(tmp_path / "good.mp4", width=160, height=120, fps=25, num_frames=8)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n" * 50)
-    full = write_video(tmp_path / "full.mkv", width=160, height=120, fps=25, frames=60)
+    full = write_video(tmp_path / "full.mkv", width=160, height=120, fps=25, num_frames=60)
     truncated = tmp_path / "truncated.mkv"
     data = full.read_bytes()
     truncated.write_bytes(data[: int(len(data) * 0.6)])

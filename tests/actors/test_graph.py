@@ -13,7 +13,7 @@ from actors.graph import PipelineRunner
 from pipeline.client import read_jsonl
 from pipeline.config import parse_config
 from pipeline.messages import StreamEnd
-from tests.media import count_frames
+from tests.pipeline.sources.videos import count_frames
 
 
 def config(tmp_path: Path, streams: list[dict[str, Any]], **sections: Any):

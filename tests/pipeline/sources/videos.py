@@ -76,6 +76,14 @@ def write_video(
     return path
 
 
+def count_frames(path: Path) -> tuple[int, int, int]:
+    """(frames, width, height) of the first video stream, by decoding every frame."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        n = sum(1 for _ in container.decode(stream))
+        return n, stream.codec_context.width, stream.codec_context.height
+
+
 def write_format(tmp_path: Path, kind: str, **kwargs: object) -> Path:
     """Write a video of one of ``FORMATS`` (``"h264-mp4"``...) into ``tmp_path``."""
     suffix, codec = FORMATS[kind]
