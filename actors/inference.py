@@ -17,9 +17,6 @@ class InferenceWorker:
     def __init__(self, model: ModelConfig, *, num_threads: int | None = None) -> None:
         import torch
 
-        from pipeline.engine import InferenceEngine
-        from pipeline.model import load_model
-
         if num_threads is not None:
             torch.set_num_threads(max(1, num_threads))
         self.batches = 0
@@ -27,12 +24,16 @@ class InferenceWorker:
         self.init_error: str | None = None
         self.clock = StageClock()
         try:
-            self._load(model, load_model, InferenceEngine)
+            self._load(model)
         except MaskstreamError as exc:
             # Reported through ready(): the driver shows the cause instead of Ray's actor-death traceback.
             self.init_error = str(exc)
 
-    def _load(self, model: ModelConfig, load_model: Any, engine_class: Any) -> None:
+    def _load(self, model: ModelConfig) -> None:
+        # Imported here, not at module level: the driver imports this module and needs no torch models.
+        from pipeline.engine import InferenceEngine
+        from pipeline.model import load_model
+
         loaded = load_model(
             model.arch,
             model.weights,
@@ -42,7 +43,7 @@ class InferenceWorker:
             score_threshold=model.score_threshold,
             max_detections=model.max_detections,
         )
-        self.engine = engine_class(
+        self.engine = InferenceEngine(
             loaded.model,
             loaded.class_names,
             device=model.device,
