@@ -43,7 +43,6 @@ _READY_TIMEOUT_S = 600.0
 class RunReport:
     summaries: list[StreamSummary]
     stopped_by_signal: bool = False
-    errors: list[str] = field(default_factory=list)
     batching: dict[str, Any] = field(default_factory=dict)
     # Milliseconds per published frame spent in each stage, summed over all actors (see stage_costs).
     cost_ms: dict[str, float] = field(default_factory=dict)
@@ -52,7 +51,7 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         """0 only when every stream ended cleanly (or was stopped on request and drained); else 1."""
-        if self.errors or any(s.error is not None for s in self.summaries):
+        if any(s.error is not None for s in self.summaries):
             return 1
         return 0
 
@@ -154,8 +153,6 @@ class PipelineRunner:
         for summary in report.summaries:
             if summary.error is not None:
                 self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
-        for error in report.errors:
-            self.console.print(f"[red]error:[/red] {escape(error)}", highlight=False, soft_wrap=True)
         return report
 
     def request_stop(self) -> None:
