@@ -30,6 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--roi-samples", type=int, default=None,
+                   help="proposals sampled per image for the box and mask heads (torchvision's default: 512); "
+                        "fewer train faster when images hold few objects")
     p.add_argument("--min-size", type=int, default=240, help="the model's input short side")
     p.add_argument("--max-size", type=int, default=320, help="the model's input long side at most")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = build_model(args.arch, num_classes=len(class_names), **model_kwargs)
     config = TrainingConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                            warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every, seed=args.seed)
+                            warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                            roi_samples_per_image=args.roi_samples)
     resume_path = args.out.with_suffix(".resume.pt")
     if args.resume and not resume_path.is_file():
         raise ConfigError(f"--resume: {resume_path} does not exist; run without --resume to start a new training")

@@ -45,26 +45,46 @@ class SceneSamples:
     """An endless, seeded stream of generated frames: clip after clip, each from its own seed.
 
     ``frame_stride`` keeps every n-th frame of a clip, so consecutive samples differ more.
+    ``start_sample``: skip this many samples first (a resumed training continues the stream where
+    the interrupted one stopped, instead of seeing its first clips again).
     """
 
     def __init__(self, *, seed: int, width: int = 320, height: int = 240, clip_frames: int = 60,
-                 frame_stride: int = 3, scene_overrides: dict[str, Any] | None = None) -> None:
+                 frame_stride: int = 3, scene_overrides: dict[str, Any] | None = None,
+                 start_sample: int = 0) -> None:
+        if frame_stride < 1 or clip_frames < 1 or start_sample < 0:
+            raise ConfigError(f"SceneSamples needs clip_frames >= 1, frame_stride >= 1 and start_sample >= 0, got "
+                              f"{clip_frames}, {frame_stride}, {start_sample}")
         self.seed = seed
+        self.start_sample = start_sample
         self.width = width
         self.height = height
         self.clip_frames = clip_frames
         self.frame_stride = frame_stride
         self.scene_overrides = dict(scene_overrides or {})
 
+    @property
+    def samples_per_clip(self) -> int:
+        return -(-self.clip_frames // self.frame_stride)
+
+    def skipping(self, count: int) -> SceneSamples:
+        """The same stream, ``count`` samples further on."""
+        return SceneSamples(seed=self.seed, width=self.width, height=self.height, clip_frames=self.clip_frames,
+                            frame_stride=self.frame_stride, scene_overrides=self.scene_overrides,
+                            start_sample=self.start_sample + count)
+
     def __iter__(self) -> Iterator[TrainingSample]:
         from pipeline.scenes import SceneConfig, SceneGenerator
 
-        clip = 0
+        clip, skip = divmod(self.start_sample, self.samples_per_clip)
         while True:
             config = SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
                                  num_frames=self.clip_frames, **self.scene_overrides)
             for frame in SceneGenerator(config):
                 if frame.index % self.frame_stride:
+                    continue
+                if skip:  # frames are rendered in order (motion is stateful); only the skipped ones are not decoded to samples
+                    skip -= 1
                     continue
                 masks = np.stack([g.mask for g in frame.instances]) if frame.instances else np.zeros(
                     (0, self.height, self.width), bool

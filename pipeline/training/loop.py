@@ -29,6 +29,8 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100  # linear ramp from lr/100, then cosine decay to lr/100 at the last step
     grad_clip_norm: float = 10.0  # clip the gradient norm: early steps from random weights can explode
+    roi_samples_per_image: int | None = None  # proposals sampled per image for the box/mask heads; None: the model's
+    #   own (torchvision: 512). Scenes with few objects need far fewer; the mask head costs in proportion to it.
     checkpoint_every: int = 250  # steps between resumable checkpoints (<out>.resume.pt)
     log_every: int = 25  # steps between log lines when the output is not a terminal
     seed: int = 0
@@ -37,6 +39,8 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training {name} must be >= 1, got {getattr(self, name)}")
+        if self.roi_samples_per_image is not None and self.roi_samples_per_image < 4:
+            raise ConfigError(f"training roi_samples_per_image must be >= 4, got {self.roi_samples_per_image}")
         if self.lr <= 0:
             raise ConfigError(f"training lr must be > 0, got {self.lr}")
 
@@ -100,8 +104,12 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
         seed_everything(config.seed + start_step)
+        if hasattr(samples, "skipping"):  # a generated stream: go on past the samples already seen
+            samples = samples.skipping(start_step * config.batch_size)
         console.print(f"resumed from {resume_path} at step {start_step}")
     stream = endless(samples, config.seed + start_step)
+    if config.roi_samples_per_image is not None:
+        model.roi_heads.fg_bg_sampler.batch_size_per_image = config.roi_samples_per_image
     model.train()
     recent: dict[str, list[float]] = {}
     bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),

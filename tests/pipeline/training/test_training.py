@@ -70,3 +70,26 @@ def test_bad_dataset_is_refused_with_its_path(tmp_path: Path) -> None:
     bad.write_text('{"images": []}')
     with pytest.raises(ConfigError, match=r"bad\.json: not a COCO instances file \(no 'annotations'\)"):
         CocoFrames(bad)
+
+
+def test_scene_samples_skipping_continues_the_same_stream() -> None:
+    from itertools import islice
+
+    from pipeline.training import SceneSamples
+
+    samples = SceneSamples(seed=4, width=64, height=48, clip_frames=6, frame_stride=2)  # 3 samples per clip
+    full = list(islice(iter(samples), 8))
+    later = list(islice(iter(samples.skipping(4)), 4))  # starts inside the second clip
+    for a, b in zip(full[4:], later):
+        assert torch.equal(a.image, b.image)
+        assert torch.equal(a.target["masks"], b.target["masks"])
+    assert not torch.equal(full[0].image, later[0].image)
+
+
+def test_roi_samples_per_image_is_set_on_the_model_and_checked(coco: Path) -> None:
+    model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
+    train(model, CocoFrames(coco), TrainingConfig(steps=1, batch_size=1, warmup_steps=1, roi_samples_per_image=32),
+          save=lambda *args: None)
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 32
+    with pytest.raises(ConfigError, match="roi_samples_per_image must be >= 4, got 2"):
+        TrainingConfig(roi_samples_per_image=2)
