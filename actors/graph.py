@@ -198,7 +198,7 @@ class PipelineRunner:
             )
             # Threaded: run() blocks for the whole stream while stop() and stats() still answer.
             source = ray.remote(SourceWorker).options(num_cpus=0, max_concurrency=4).remote(
-                stream_cfg, self.dispatcher, self.config.backpressure
+                stream_cfg, self.dispatcher, self.config.backpressure, self.config.inference.transfer_format
             )
             self.streams[stream_cfg.id] = _Stream(config=stream_cfg, source=source, tracker=tracker, sink=sink)
         sink_ready = ray.get([s.sink.ready.remote() for s in self.streams.values()])

@@ -16,6 +16,7 @@ import ray
 from pipeline.config import BackpressureConfig, StreamConfig
 from pipeline.errors import DecodeError, MaskstreamError
 from pipeline.frame_queue import FrameQueue
+from pipeline.frames import TransferFormat, frame_size
 from pipeline.messages import FrameMeta, StreamEnd, StreamInfo
 from pipeline.sources import DecodedFrame, FrameSource, is_live_url, open_source
 from pipeline.stats import StageClock
@@ -25,7 +26,8 @@ _STOP_POLL_S = 0.2
 
 
 class SourceWorker:
-    def __init__(self, stream: StreamConfig, dispatcher: Any, backpressure: BackpressureConfig) -> None:
+    def __init__(self, stream: StreamConfig, dispatcher: Any, backpressure: BackpressureConfig,
+                 transfer_format: TransferFormat = "rgb") -> None:
         self.stream = stream
         self.dispatcher = dispatcher
         self.live = stream.loop or is_live_url(stream.url) or stream.realtime
@@ -41,6 +43,7 @@ class SourceWorker:
             open_timeout_s=stream.open_timeout_s,
             read_timeout_s=stream.read_timeout_s,
             options=stream.options,
+            transfer=transfer_format,
         )
         self.info: StreamInfo | None = None
         self._stop = threading.Event()
@@ -117,7 +120,7 @@ class SourceWorker:
             self.queue.close()
 
     def _submit(self, frame: DecodedFrame) -> None:
-        height, width = frame.image.shape[:2]
+        height, width = frame_size(frame.image)
         meta = FrameMeta(
             stream_id=self.stream.id,
             index=frame.index,

@@ -129,6 +129,10 @@ class InferenceConfig(_Section):
     max_wait_ms: float = Field(default=20.0, ge=0.0)
     # Batches queued on one replica at once: 2 keeps the GPU busy while the next batch is sent.
     max_batches_in_flight: int = Field(default=2, ge=1, le=16)
+    # How decoded video frames travel to the model: yuv420 sends the decoder's own 4:2:0 planes
+    # (1.5 bytes a pixel, no colour conversion on the decoding host; converted on the model's
+    # device, within 2 grey levels of FFmpeg's RGB); rgb converts on the decoding host (3 bytes a pixel).
+    transfer_format: Literal["yuv420", "rgb"] = "yuv420"
 
 
 class TrackingConfig(_Section):

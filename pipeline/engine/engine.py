@@ -23,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN
@@ -32,6 +31,7 @@ from pipeline.engine.adapter import detections_from_torchvision
 from pipeline.engine.postprocess import DEFAULT_MAX_ELEMENTS, postprocess_detections
 from pipeline.engine.preprocess import Preprocessor
 from pipeline.errors import InferenceError
+from pipeline.frames import Pixels
 from pipeline.messages import Detections
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -181,8 +181,9 @@ class InferenceEngine:
             detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
         return detections, [(int(h), int(w)) for h, w in image_list.image_sizes]
 
-    def infer(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections of each frame (uint8 ``(H, W, 3)`` RGB; sizes may differ within the batch)."""
+    def infer(self, images: Sequence[Pixels]) -> list[Detections]:
+        """Detections of each frame (uint8 ``(H, W, 3)`` RGB arrays or ``Yuv420Frame``; sizes and forms
+        may differ within the batch)."""
         if len(images) == 0:
             return []
         tensors = self._preprocess(images)
@@ -203,7 +204,7 @@ class InferenceEngine:
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise InferenceError(f"inference failed on {self._describe(tensors)}: {exc}") from exc
 
-    def infer_reference(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def infer_reference(self, images: Sequence[Pixels]) -> list[Detections]:
         """The naive path: torchvision's own ``model(images)`` (full-frame masks) through the adapter.
         Slow; for tests and benchmarks."""
         if len(images) == 0:

@@ -1,7 +1,8 @@
-"""Frames (uint8 ``(H, W, 3)`` RGB numpy arrays) to float ``(3, H, W)`` tensors in ``[0, 1]`` on the device.
+"""Frames to float ``(3, H, W)`` RGB tensors in ``[0, 1]`` on the device.
 
-Only uint8 crosses the host-device boundary (4x less than float32); the conversion to float runs on
-the device. On CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
+A frame is a uint8 ``(H, W, 3)`` RGB numpy array or a :class:`~pipeline.frames.Yuv420Frame`
+(4:2:0 planes, half the bytes). Only uint8 crosses the host-device boundary (4x less than float32
+for RGB, 8x less for YUV 4:2:0); the conversion to float (and from YUV) runs on the device. On CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
 copied with a single ``non_blocking`` transfer. The model's ``GeneralizedRCNNTransform`` then
 normalises, resizes and batches them on the device.
 """
@@ -15,14 +16,21 @@ import numpy as np
 import torch
 
 from pipeline.errors import InferenceError
+from pipeline.frames import Pixels, Yuv420Frame, yuv420_to_rgb
 
 
-def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each image must be a uint8 ``(H, W, 3)`` numpy array with ``H, W >= 1``; returns C-contiguous arrays."""
-    out = []
+def check_images(images: Sequence[Pixels]) -> list[Pixels]:
+    """Each image must be a uint8 ``(H, W, 3)`` numpy array with ``H, W >= 1`` or a ``Yuv420Frame``;
+    returns them with C-contiguous arrays."""
+    out: list[Pixels] = []
     for i, img in enumerate(images):
+        if isinstance(img, Yuv420Frame):
+            out.append(img)
+            continue
         if not isinstance(img, np.ndarray):
-            raise InferenceError(f"image {i} of the batch is a {type(img).__name__}, expected a numpy uint8 (H, W, 3) array")
+            raise InferenceError(
+                f"image {i} of the batch is a {type(img).__name__}, expected a numpy uint8 (H, W, 3) array or a Yuv420Frame"
+            )
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 1 or img.shape[1] < 1:
             raise InferenceError(
                 f"image {i} of the batch has dtype {img.dtype} and shape {img.shape}, expected uint8 (H, W, 3) RGB"
@@ -52,11 +60,14 @@ class Preprocessor:
         self._pinned: torch.Tensor | None = None
         self._copied: torch.cuda.Event | None = None
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        arrays = check_images(images)
+    def __call__(self, images: Sequence[Pixels]) -> list[torch.Tensor]:
+        frames = check_images(images)
+        arrays = [f.data if isinstance(f, Yuv420Frame) else f for f in frames]
         if self.device.type != "cuda":
-            return [to_float_chw(read_only_view(a).to(self.device)) for a in arrays]
-        return [to_float_chw(t) for t in self._upload_cuda(arrays)]
+            uploaded = [read_only_view(a).to(self.device) for a in arrays]
+        else:
+            uploaded = self._upload_cuda(arrays)
+        return [_to_float_rgb(f, t) for f, t in zip(frames, uploaded, strict=True)]
 
     def _upload_cuda(self, arrays: list[np.ndarray]) -> list[torch.Tensor]:
         sizes = [a.size for a in arrays]
@@ -82,3 +93,9 @@ class Preprocessor:
             out.append(device_buf[offset : offset + n].view(a.shape))
             offset += n
         return out
+
+
+def _to_float_rgb(frame: Pixels, uploaded: torch.Tensor) -> torch.Tensor:
+    if isinstance(frame, Yuv420Frame):
+        return yuv420_to_rgb(uploaded, frame.height, frame.width, frame.matrix, frame.full_range)
+    return to_float_chw(uploaded)

@@ -12,6 +12,7 @@ import numpy as np
 
 from pipeline.drawing import draw_instances
 from pipeline.errors import SinkError
+from pipeline.frames import Pixels, Yuv420Frame
 from pipeline.messages import FrameResult, MessageError, StreamEnd, StreamInfo
 from pipeline.sinks.base import check_stream_id, sink_error
 
@@ -124,12 +125,14 @@ class VideoSink:
             raise self._error(f"cannot set up codec {self.codec!r} ({self.pix_fmt}, {self.width}x{self.height} @ {rate})", exc) from exc
         self._container, self._stream = container, stream
 
-    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+    def write(self, result: FrameResult, image: Pixels | None) -> None:
         index = result.meta.index
         if self._container is None:
             raise self._error(f"cannot write frame {index}", "the sink is closed" if self._closed else "start() was not called")
         if image is None:
             raise self._error(f"cannot write frame {index}", "VideoSink needs the frame's image, got None")
+        if isinstance(image, Yuv420Frame):
+            image = image.to_rgb()
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
             desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise self._error(

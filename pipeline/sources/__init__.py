@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pipeline.frames import TransferFormat
 from pipeline.sources.av_source import AvSource
 from pipeline.sources.base import SYNTHETIC_PREFIX, DecodedFrame, FrameSource, is_live_url
 from pipeline.sources.pacing import MaxFpsFilter, RealtimePacer, kept_frame_count
@@ -39,6 +40,7 @@ def open_source(
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 10.0,
     options: Mapping[str, str] | None = None,
+    transfer: TransferFormat = "rgb",
 ) -> FrameSource:
     """An unopened source for ``url``: ``SyntheticSource`` for ``synthetic:...``, else ``AvSource``.
 
@@ -47,6 +49,8 @@ def open_source(
     - ``max_fps``: keep a frame only if its pts is at least ``1 / max_fps`` s after the last kept one.
     - ``open_timeout_s`` / ``read_timeout_s``: seconds to wait for a network stream to open / per read.
     - ``options``: FFmpeg options (e.g. ``{"rtsp_transport": "udp"}``); ignored by synthetic sources.
+    - ``transfer``: ``"yuv420"`` yields decoded 4:2:0 video as :class:`~pipeline.frames.Yuv420Frame`
+      planes (no colour conversion); ``"rgb"`` yields RGB arrays. Synthetic scenes are always RGB.
 
     Invalid arguments (``max_fps <= 0``, timeouts <= 0) raise ``ConfigError``; ``open()`` raises ``DecodeError``.
     """
@@ -63,6 +67,7 @@ def open_source(
         open_timeout_s=open_timeout_s,
         read_timeout_s=read_timeout_s,
         options=options,
+        transfer=transfer,
     )
 
 

@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from types import MappingProxyType
+from typing import get_args
 from urllib.parse import urlsplit
 
 import av
 import av.error
-import numpy as np
 
 from pipeline.errors import ConfigError, DecodeError
+from pipeline.frames import TransferFormat, pixels_from_av
 from pipeline.messages import StreamInfo
 from pipeline.sources.base import FILE_SCHEMES, LIVE_SCHEMES, DecodedFrame, error_prefix, url_scheme
 from pipeline.sources.pacing import (
@@ -83,6 +84,7 @@ class AvSource:
     - ``open_timeout_s`` / ``read_timeout_s``: seconds FFmpeg may wait for the stream to open /
       for each read; ``stop()`` takes effect within about ``read_timeout_s``.
     - ``options``: FFmpeg format/protocol options (``{"rtsp_transport": "udp"}``...).
+    - ``transfer``: ``"rgb"`` or ``"yuv420"`` (see ``pipeline.frames.pixels_from_av``).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class AvSource:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         options: Mapping[str, str] | None = None,
+        transfer: TransferFormat = "rgb",
     ) -> None:
         for name, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -105,6 +108,9 @@ class AvSource:
         self.realtime = realtime
         self.loop = loop
         self.max_fps = validate_max_fps(max_fps)
+        if transfer not in get_args(TransferFormat):
+            raise ConfigError(f"stream {stream_id!r}: transfer: got {transfer!r}, expected one of {get_args(TransferFormat)}")
+        self.transfer: TransferFormat = transfer
         self.open_timeout_s = float(open_timeout_s)
         self.read_timeout_s = float(read_timeout_s)
         self.scheme = url_scheme(url)
@@ -201,7 +207,7 @@ class AvSource:
                     index += 1
                     if not limiter.keep(pts_s):
                         continue
-                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    image = pixels_from_av(frame, self.transfer)
                     if pacer is not None and not wait_until_due(pacer, pts_s, self._stop):
                         return
                     yield DecodedFrame(index=index - 1, pts_s=pts_s, captured_at=time.time(), image=image)

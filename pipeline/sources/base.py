@@ -42,7 +42,8 @@ class DecodedFrame:
     - ``captured_at``: wall-clock time (``time.time()``, seconds since the epoch) when the
       frame was decoded (for a realtime-paced source: when the pacer released it, as a camera
       would have captured it).
-    - ``image``: ``uint8`` array of shape ``(height, width, 3)``, RGB, C-contiguous.
+    - ``image``: ``uint8`` array of shape ``(height, width, 3)``, RGB, C-contiguous; or, from a
+      source asked for ``transfer="yuv420"``, a :class:`~pipeline.frames.Yuv420Frame`.
     """
 
     index: int

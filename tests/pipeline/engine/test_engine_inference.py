@@ -181,3 +181,33 @@ def test_resolve_device_and_label_mapping() -> None:
     det = detections_from_torchvision(output, ["bg", "a", "b"])
     assert det.class_names == ("b",)
     assert np.array_equal(mask_utils.decode(det.masks[0].to_coco()), (output["masks"][0, 0] > 0.5).numpy())
+
+
+def test_yuv420_frames_give_the_detections_of_their_rgb() -> None:
+    """The shipped model on generated scenes: 4:2:0 planes converted on the device vs the same frames
+    as RGB (converted on the host), in one mixed batch."""
+    from pathlib import Path
+
+    from pipeline.frames import Yuv420Frame
+    from pipeline.model import load_model
+    from pipeline.scenes import SceneConfig, SceneGenerator
+
+    weights = Path(__file__).parents[3] / "pipeline" / "models" / "shapes.pt"
+    loaded = load_model("maskrcnn_compact", str(weights), min_size=240, max_size=320, score_threshold=0.3,
+                        max_detections=50)
+    engine = InferenceEngine(loaded.model, loaded.class_names)
+    scenes = SceneGenerator(SceneConfig(seed=77, num_frames=40))
+    yuv = [Yuv420Frame.from_rgb(f.image) for f in scenes if f.index % 13 == 0]
+    rgb = [y.to_rgb() for y in yuv]
+    out = engine.infer([*yuv, *rgb])
+    from_yuv, from_rgb = out[: len(yuv)], out[len(yuv) :]
+    found = 0
+    for a, b in zip(from_yuv, from_rgb, strict=True):
+        assert len(a) == len(b)
+        pairs = match(a, b.boxes, b.labels)
+        assert len(pairs) == len(b) and all(iou >= 0.95 for _, _, iou in pairs)
+        for i, j, _ in pairs:  # i: RGB detection, j: YUV detection
+            yuv_mask, rgb_mask = (mask_utils.decode(m.to_coco()).astype(bool) for m in (a.masks[j], b.masks[i]))
+            assert mask_iou(yuv_mask, rgb_mask) >= 0.9
+        found += len(a)
+    assert found >= 3  # the comparison is over real detections

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, DecodeError
+from pipeline.frames import Yuv420Frame
 from pipeline.sources import AvSource, DecodedFrame, FrameSource, is_live_url, open_source
 from tests.pipeline.sources import videos
 
@@ -116,6 +117,20 @@ def test_decodes_every_frame_in_order_with_size_fps_and_pts(tmp_path: Path, kind
         assert frame.image.dtype == np.uint8 and frame.image.shape == (64, 128, 3)
         assert frame.image.flags["C_CONTIGUOUS"]
         assert before <= frame.captured_at <= time.time()
+
+
+@pytest.mark.parametrize("kind", list(videos.FORMATS))
+def test_yuv420_transfer_yields_the_decoders_planes(tmp_path: Path, kind: str) -> None:
+    path = videos.write_format(tmp_path, kind, width=128, height=64, fps=FPS, num_frames=6)
+    source = open_source("cam", str(path), transfer="yuv420")
+    source.open()
+    frames = list(source.frames())
+    source.close()
+    assert len(frames) == 6
+    for i, frame in enumerate(frames):
+        assert isinstance(frame.image, Yuv420Frame) and frame.image.nbytes == 128 * 64 * 3 // 2
+        assert (frame.image.full_range, frame.image.matrix) == (kind == "mjpeg-avi", "bt601")
+        assert videos.read_index(frame.image.to_rgb()) == i
 
 
 def test_file_url_and_source_protocol(tmp_path: Path) -> None:
@@ -378,7 +393,7 @@ def test_unknown_url_scheme(url: str) -> None:
     assert "unsupported URL scheme" in assert_names_stream(info.value, "cam", url)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_fps": 0}, {"open_timeout_s": 0}, {"read_timeout_s": -1}])
+@pytest.mark.parametrize("kwargs", [{"max_fps": 0}, {"open_timeout_s": 0}, {"read_timeout_s": -1}, {"transfer": "nv12"}])
 def test_invalid_arguments_are_config_errors(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         open_source("cam", "video.mp4", **kwargs)  # type: ignore[arg-type]

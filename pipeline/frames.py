@@ -1,0 +1,144 @@
+"""Frame pixels as they travel from a decoder to the model: RGB, or YUV 4:2:0 at half the bytes.
+
+A frame's pixels are one of:
+
+- a numpy ``uint8`` array ``(H, W, 3)``, RGB (3 bytes a pixel);
+- a :class:`Yuv420Frame`: the decoder's own planar YUV 4:2:0 planes (1.5 bytes a pixel), as
+  H.264/H.265/MJPEG decoders produce them. Sending these instead of RGB skips the colour conversion
+  on the decoding host, halves what the object store and the host-to-GPU copy carry, and leaves the
+  conversion to the device (:func:`yuv420_to_rgb`), where it costs a few elementwise operations.
+
+The conversion follows what FFmpeg's swscale does when PyAV converts a frame to ``rgb24`` (the RGB
+path): the matrix named by the frame (BT.601 unless it says BT.709), limited ("TV", 16..235) or
+full ("JPEG", 0..255) range, and each chroma sample used for its 2x2 block of pixels. Measured
+against PyAV's own ``to_ndarray(format="rgb24")`` on H.264 frames: at most 2 grey levels apart
+(mean 0.6), see ``tests/pipeline/test_frames.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+import numpy as np
+import torch
+
+from pipeline.errors import DecodeError
+
+Matrix = Literal["bt601", "bt709"]
+TransferFormat = Literal["rgb", "yuv420"]
+
+#: (Kr, Kb) of each matrix (ITU-R BT.601 and BT.709).
+_LUMA_WEIGHTS: dict[str, tuple[float, float]] = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+#: FFmpeg's AVColorSpace value for BT.709 (``AVCOL_SPC_BT709``); anything else converts as BT.601, as swscale does.
+_AVCOL_SPC_BT709 = 1
+#: FFmpeg's AVColorRange value for full range (``AVCOL_RANGE_JPEG``).
+_AVCOL_RANGE_JPEG = 2
+#: Decoder pixel formats sent as they are: 8-bit planar 4:2:0, limited range and (deprecated "j") full range.
+_PLANAR_420 = {"yuv420p": False, "yuvj420p": True}
+
+
+@dataclass(frozen=True)
+class Yuv420Frame:
+    """One frame's planar YUV 4:2:0 (I420) planes.
+
+    ``data``: uint8, C-contiguous, ``height * width * 3 // 2`` bytes: Y ``(height, width)``, then U
+    and V ``(height // 2, width // 2)`` each. ``height`` and ``width`` are even. ``matrix`` is the
+    YUV->RGB matrix; ``full_range`` is True for 0..255 luma (JPEG), False for 16..235 (TV).
+    """
+
+    data: np.ndarray
+    width: int
+    height: int
+    matrix: Matrix = "bt601"
+    full_range: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width < 2 or self.height < 2 or self.width % 2 or self.height % 2:
+            raise DecodeError(f"YUV 4:2:0 frame size must be even and >= 2, got {self.width}x{self.height}")
+        if self.matrix not in _LUMA_WEIGHTS:
+            raise DecodeError(f"YUV matrix must be one of {', '.join(_LUMA_WEIGHTS)}, got {self.matrix!r}")
+        expected = self.height * self.width * 3 // 2
+        if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8 or self.data.size != expected:
+            got = f"{self.data.dtype} array of {self.data.size} values" if isinstance(self.data, np.ndarray) \
+                else type(self.data).__name__
+            raise DecodeError(f"YUV 4:2:0 {self.width}x{self.height} frame needs {expected} uint8 values, got {got}")
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    @classmethod
+    def from_rgb(cls, image: np.ndarray, matrix: Matrix = "bt601") -> Yuv420Frame:
+        """Limited-range YUV 4:2:0 of a uint8 ``(H, W, 3)`` RGB image with even sides (chroma: 2x2 means)."""
+        rgb = image.astype(np.float32)
+        kr, kb = _LUMA_WEIGHTS[matrix]
+        y = rgb @ np.array([kr, 1 - kr - kb, kb], np.float32)
+        u = (rgb[..., 2] - y) / (2 * (1 - kb))
+        v = (rgb[..., 0] - y) / (2 * (1 - kr))
+        h, w = y.shape
+
+        def sub(c: np.ndarray) -> np.ndarray:
+            return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+        planes = [16 + y * 219 / 255, 128 + sub(u) * 224 / 255, 128 + sub(v) * 224 / 255]
+        data = np.concatenate([np.clip(np.rint(p), 0, 255).astype(np.uint8).reshape(-1) for p in planes])
+        return cls(data=data, width=w, height=h, matrix=matrix)
+
+    def to_rgb(self) -> np.ndarray:
+        """uint8 ``(H, W, 3)`` RGB on the host (for drawing)."""
+        rgb = yuv420_to_rgb(torch.from_numpy(self.data), self.height, self.width, self.matrix, self.full_range)
+        return rgb.mul_(255.0).floor_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+Pixels = Union[np.ndarray, Yuv420Frame]
+
+
+def frame_size(pixels: Pixels) -> tuple[int, int]:
+    """``(height, width)`` of an RGB array or a :class:`Yuv420Frame`."""
+    if isinstance(pixels, Yuv420Frame):
+        return pixels.height, pixels.width
+    return int(pixels.shape[0]), int(pixels.shape[1])
+
+
+def as_rgb(pixels: Pixels) -> np.ndarray:
+    """The RGB ``(H, W, 3)`` uint8 array of either form."""
+    return pixels.to_rgb() if isinstance(pixels, Yuv420Frame) else pixels
+
+
+def yuv420_to_rgb(data: torch.Tensor, height: int, width: int, matrix: Matrix = "bt601",
+                  full_range: bool = False) -> torch.Tensor:
+    """I420 bytes (uint8, ``height * width * 3 // 2`` values, on any device) -> float32 ``(3, H, W)``
+    RGB in ``[0, 1]`` on the same device. Chroma is repeated over its 2x2 block, as swscale does."""
+    flat = data.reshape(-1)
+    area, quarter = height * width, (height // 2) * (width // 2)
+    y = flat[:area].view(height, width).to(torch.float32)
+    uv = flat[area : area + 2 * quarter].view(2, height // 2, width // 2).to(torch.float32) - 128.0
+    uv = uv.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    if full_range:
+        y = y.div_(255.0)
+        uv = uv.div_(255.0)
+    else:
+        y = y.sub_(16.0).mul_(1.0 / 219.0)
+        uv = uv.mul_(1.0 / 224.0)
+    u, v = uv[0], uv[1]
+    kr, kb = _LUMA_WEIGHTS[matrix]
+    kg = 1.0 - kr - kb
+    r = y + (2 * (1 - kr)) * v
+    g = y - (2 * kb * (1 - kb) / kg) * u - (2 * kr * (1 - kr) / kg) * v
+    b = y + (2 * (1 - kb)) * u
+    return torch.stack([r, g, b]).clamp_(0.0, 1.0)
+
+
+def pixels_from_av(frame: Any, transfer: TransferFormat) -> Pixels:
+    """A decoded PyAV ``VideoFrame`` in the requested transfer form.
+
+    ``yuv420`` keeps the decoder's planes when they are 8-bit planar 4:2:0 with even sides (no
+    colour conversion on the host); any other pixel format, or odd sides, is converted to RGB.
+    """
+    if transfer == "yuv420" and frame.format.name in _PLANAR_420 and frame.width % 2 == 0 and frame.height % 2 == 0:
+        data = np.ascontiguousarray(frame.to_ndarray(format=frame.format.name)).reshape(-1)
+        matrix: Matrix = "bt709" if int(frame.colorspace) == _AVCOL_SPC_BT709 else "bt601"
+        full = _PLANAR_420[frame.format.name] or int(frame.color_range) == _AVCOL_RANGE_JPEG
+        return Yuv420Frame(data=data, width=frame.width, height=frame.height, matrix=matrix, full_range=full)
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)

@@ -1,0 +1,100 @@
+"""YUV 4:2:0 transfer: the device-side conversion against PyAV's (swscale's) own RGB, on real decoded video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import DecodeError
+from pipeline.frames import Yuv420Frame, as_rgb, frame_size, pixels_from_av, yuv420_to_rgb
+from pipeline.scenes import SceneConfig, SceneGenerator
+
+
+def _scene_images(n: int, width: int = 96, height: int = 64) -> list[np.ndarray]:
+    return [f.image for f in SceneGenerator(SceneConfig(seed=11, width=width, height=height, num_frames=n))]
+
+
+def _encode(path: Path, images: list[np.ndarray], codec: str, pix_fmt: str, colorspace: int | None = None) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        if colorspace is not None:
+            stream.codec_context.colorspace = colorspace
+        for image in images:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if colorspace is not None:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace)
+                frame.colorspace = colorspace
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _decoded(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt", "colorspace", "matrix", "full_range"),
+    [
+        ("h264.mp4", "libx264", "yuv420p", None, "bt601", False),  # untagged: swscale assumes BT.601
+        ("h264-709.mp4", "libx264", "yuv420p", 1, "bt709", False),  # tagged BT.709 (HD cameras)
+        ("mjpeg.avi", "mjpeg", "yuvj420p", None, "bt601", True),  # full range (MJPEG cameras)
+    ],
+)
+def test_yuv420_frames_convert_like_pyav(tmp_path: Path, name: str, codec: str, pix_fmt: str,
+                                         colorspace: int | None, matrix: str, full_range: bool) -> None:
+    frames = _decoded(_encode(tmp_path / name, _scene_images(3), codec, pix_fmt, colorspace))
+    assert len(frames) == 3
+    for frame in frames:
+        pixels = pixels_from_av(frame, "yuv420")
+        assert isinstance(pixels, Yuv420Frame)
+        assert (pixels.matrix, pixels.full_range) == (matrix, full_range)
+        assert pixels.nbytes == 96 * 64 * 3 // 2  # half of RGB's 3 bytes a pixel
+        assert frame_size(pixels) == (64, 96)
+        reference = frame.to_ndarray(format="rgb24").astype(np.int16)
+        diff = np.abs(pixels.to_rgb().astype(np.int16) - reference)
+        assert diff.max() <= 3 and diff.mean() < 1.0, (diff.max(), diff.mean())
+        # the float conversion the engine runs on the device, before any rounding
+        as_float = yuv420_to_rgb(torch.from_numpy(pixels.data), 64, 96, pixels.matrix, pixels.full_range)
+        assert as_float.shape == (3, 64, 96) and as_float.dtype == torch.float32
+        assert float((as_float.permute(1, 2, 0) * 255 - torch.from_numpy(reference)).abs().max()) <= 3.5
+
+
+def test_rgb_transfer_and_other_pixel_formats_give_rgb(tmp_path: Path) -> None:
+    path = _encode(tmp_path / "444.mp4", _scene_images(2), "libx264", "yuv444p")
+    frame = _decoded(path)[0]
+    assert frame.format.name == "yuv444p"
+    for transfer in ("rgb", "yuv420"):  # 4:4:4 is not sent as planes: RGB, converted by PyAV
+        pixels = pixels_from_av(frame, transfer)
+        assert isinstance(pixels, np.ndarray) and pixels.shape == (64, 96, 3) and pixels.dtype == np.uint8
+        np.testing.assert_array_equal(as_rgb(pixels), frame.to_ndarray(format="rgb24"))
+
+
+def test_from_rgb_round_trip_is_close() -> None:
+    image = _scene_images(1, 64, 48)[0]
+    yuv = Yuv420Frame.from_rgb(image)
+    assert (yuv.width, yuv.height, yuv.data.size) == (64, 48, 64 * 48 * 3 // 2)
+    diff = np.abs(yuv.to_rgb().astype(np.int16) - image)
+    assert np.median(diff) <= 2  # chroma is shared by 2x2 blocks: edges differ more, flat areas hardly
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"width": 5, "height": 4}, r"size must be even and >= 2, got 5x4"),
+        ({"width": 4, "height": 4, "matrix": "bt2020"}, r"matrix must be one of bt601, bt709, got 'bt2020'"),
+        ({"width": 4, "height": 2}, r"4x2 frame needs 12 uint8 values, got uint8 array of 24 values"),
+    ],
+)
+def test_bad_yuv_frames_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        Yuv420Frame(data=np.zeros(24, np.uint8), **kwargs)
