@@ -10,7 +10,9 @@ Rows, for each ``--instances`` mode:
   mask into a full frame), the thresholded masks moved to the host and ``pycocotools.mask.encode``
   per mask (a pure-numpy encoder with byte-identical output when pycocotools is not installed).
 - ``engine``: :meth:`InferenceEngine.infer` (masks pasted in their boxes and run-length encoded on
-  the device; only run lengths come to the host) at each ``--batch-sizes`` and ``--precisions``.
+  the device; only run lengths come to the host) at each ``--batch-sizes`` and ``--precisions``, and
+  for each ``--transfer``: ``rgb`` frames, or ``yuv420`` planes (what a video decoder produces:
+  half the bytes to copy to the device, converted there; made from the same RGB frames).
 
 Each row times ``--iters`` calls (batches) after ``--warmup`` untimed ones, the full call from host
 uint8 frames to host RLE results (``torch.cuda.synchronize()`` around it on CUDA). Batches cycle
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import itertools
 import json
 import math
 import os
@@ -51,6 +54,7 @@ import torchvision
 from pipeline.engine.engine import InferenceEngine, resolve_device
 from pipeline.engine.rle import compress_counts
 from pipeline.errors import ConfigError, InferenceError, MaskstreamError
+from pipeline.frames import Yuv420Frame
 from pipeline.model.builders import ARCHS, DEFAULT_SIZES
 from pipeline.model.loading import load_model
 
@@ -194,6 +198,7 @@ class Row:
     precision: str
     batch_size: int
     channels_last: bool = False
+    transfer: str = "rgb"  # the frames the engine gets: "rgb" (H, W, 3) arrays or "yuv420" planes (Yuv420Frame)
     batches: int = 0  # timed calls
     frames: int = 0  # frames timed
     seconds: float = 0.0  # time of the timed calls, summed
@@ -219,8 +224,8 @@ def batch_indices(batch: int, size: int, num_frames: int) -> list[int]:
 
 def measure(
     row: Row,
-    call: Callable[[list[np.ndarray]], list[int]],
-    frames: Sequence[np.ndarray],
+    call: Callable[[list[Any]], list[int]],
+    frames: Sequence[Any],
     *,
     iters: int,
     warmup: int,
@@ -288,6 +293,7 @@ class Settings:
     device: str
     threads: int | None
     channels_last: bool
+    transfers: list[str]
     mask_threshold: float
     min_size: int
     max_size: int
@@ -315,6 +321,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"--batch-sizes must be >= 1, got {args.batch_sizes}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    transfers = list(dict.fromkeys(args.transfer))
+    if "yuv420" in transfers and (width % 2 or height % 2):
+        raise ConfigError(f"--transfer yuv420 needs an even frame size, got --size {width}x{height}")
     weights = args.weights
     if weights is None or str(weights).strip().lower() in ("", "none", "random"):
         weights = None
@@ -333,6 +342,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         device=args.device,
         threads=args.threads,
         channels_last=bool(args.channels_last),
+        transfers=transfers,
         mask_threshold=float(args.mask_threshold),
         min_size=default_min if args.min_size is None else int(args.min_size),
         max_size=default_max if args.max_size is None else int(args.max_size),
@@ -403,6 +413,10 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
     base = loaded.model.eval()
     names = loaded.class_names
     frames, frame_source = make_frames(s.frames, s.width, s.height, s.seed)
+    # the engine's input per transfer form: YUV 4:2:0 planes are what a decoder hands over (no host conversion)
+    engine_frames: dict[str, list[Any]] = {"rgb": list(frames)}
+    if "yuv420" in s.transfers:
+        engine_frames["yuv420"] = [Yuv420Frame.from_rgb(f) for f in frames]
     log(f"{s.arch} ({loaded.source}), {s.frames} frames {s.width}x{s.height} from {frame_source}, "
         f"on {device_name(device)}, {torch.get_num_threads()} threads")
 
@@ -438,12 +452,12 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
                     rows.append(row)
                     log(_progress(row))
                 continue
-            for b in s.batch_sizes:
+            for transfer, b in itertools.product(s.transfers, s.batch_sizes):
                 row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
-                          channels_last=s.channels_last)
+                          channels_last=s.channels_last, transfer=transfer)
                 try:
-                    measure(row, lambda batch, path=engine: [len(d) for d in path.infer(batch)], frames,
-                            iters=s.iters, warmup=s.warmup, device=device)
+                    measure(row, lambda batch, path=engine: [len(d) for d in path.infer(batch)],
+                            engine_frames[transfer], iters=s.iters, warmup=s.warmup, device=device)
                 except (InferenceError, RuntimeError) as exc:
                     row.error = _row_error(exc)
                     _free(device)
@@ -472,12 +486,13 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
 
 
 def instance_checks(rows: Sequence[Row]) -> dict[str, bool | None]:
-    """Per mode: do the fp32 engine rows report the naive row's instance count on every frame both saw?
+    """Per mode: do the fp32 RGB engine rows report the naive row's instance count on every frame both saw?
     (``None``: nothing to compare.)"""
     out: dict[str, bool | None] = {}
     for mode in dict.fromkeys(r.mode for r in rows):
         naive = next((r for r in rows if r.mode == mode and r.path == "naive" and r.error is None), None)
-        engines = [r for r in rows if r.mode == mode and r.path == "engine" and r.precision == "fp32" and r.error is None]
+        engines = [r for r in rows if r.mode == mode and r.path == "engine" and r.precision == "fp32"
+                   and r.transfer == "rgb" and r.error is None]
         if naive is None or not engines:
             out[mode] = None
             continue
@@ -501,13 +516,20 @@ TABLE_COLUMNS = ("mode", "path", "precision", "batch", "frames/s", "p50 ms", "p9
                  "inst/frame", "x naive")
 
 
+def _path_label(row: dict[str, Any]) -> str:
+    """``naive``, ``engine``, ``engine yuv420``, ``engine (NHWC)``..."""
+    label = row["path"]
+    if row["path"] == "engine" and row.get("transfer", "rgb") != "rgb":
+        label += " " + row["transfer"]
+    return label + (" (NHWC)" if row["channels_last"] else "")
+
+
 def table_cells(row: dict[str, Any]) -> list[str]:
     if row["error"]:
-        return [row["mode"], row["path"], row["precision"], str(row["batch_size"]),
+        return [row["mode"], _path_label(row), row["precision"], str(row["batch_size"]),
                 "error: " + row["error"][:60], "", "", "", "", ""]
-    path = row["path"] + (" (NHWC)" if row["channels_last"] else "")
     return [
-        row["mode"], path, row["precision"], str(row["batch_size"]),
+        row["mode"], _path_label(row), row["precision"], str(row["batch_size"]),
         _fmt(row["fps"], ".2f"), _fmt(row["p50_ms"], ".1f"), _fmt(row["p99_ms"], ".1f"),
         _fmt(row["peak_gpu_mib"], ".0f"), _fmt(row["instances_per_frame"], ".1f"),
         _fmt(row["ratio_to_naive"], ".2f"),
@@ -580,13 +602,16 @@ def write_chart(report: dict[str, Any], path: Path) -> bool:
     env, st = report["environment"], report["settings"]
     for ax, mode in zip(axes, modes):
         naive = next((r for r in rows if r["mode"] == mode and r["path"] == "naive"), None)
-        for k, precision in enumerate(dict.fromkeys(r["precision"] for r in rows if r["path"] == "engine")):
+        lines = dict.fromkeys((r["precision"], r.get("transfer", "rgb")) for r in rows if r["path"] == "engine")
+        for k, (precision, transfer) in enumerate(lines):
             pts = sorted((r["batch_size"], r["fps"], r["ratio_to_naive"]) for r in rows
-                         if r["mode"] == mode and r["path"] == "engine" and r["precision"] == precision)
+                         if r["mode"] == mode and r["path"] == "engine" and r["precision"] == precision
+                         and r.get("transfer", "rgb") == transfer)
             if not pts:
                 continue
             xs, ys, ratios = zip(*pts)
-            ax.plot(xs, ys, marker="o", label=f"engine {precision}" + (" NHWC" if st["channels_last"] else ""))
+            label = f"engine {precision}" + ("" if transfer == "rgb" else f" {transfer}")
+            ax.plot(xs, ys, marker="o", label=label + (" NHWC" if st["channels_last"] else ""))
             for x, y, ratio in zip(xs, ys, ratios):
                 if ratio is not None:
                     ax.annotate(f"{ratio:.1f}x", (x, y), textcoords="offset points",  # x naive; alternately above/below
@@ -654,6 +679,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="engine precisions (default: %(default)s; fp16 is skipped on the CPU)")
     p.add_argument("--channels-last", action="store_true", help="run the engine's backbone in NHWC")
+    p.add_argument("--transfer", nargs="+", choices=("rgb", "yuv420"), default=["rgb"],
+                   help="the engine's input: RGB arrays, and/or YUV 4:2:0 planes as decoders produce them "
+                        "(half the bytes; converted on the device) (default: %(default)s)")
     p.add_argument("--instances", choices=(*MODES, "both"), default="both",
                    help="worst: score threshold 0, max 100 detections; realistic: score threshold 0, max 15 "
                         "(default: %(default)s)")
@@ -686,8 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _progress(row: Row) -> str:
     if row.error:
-        return f"  {row.mode:9s} {row.path:6s} {row.precision} batch {row.batch_size:3d}: error: {row.error}"
-    return (f"  {row.mode:9s} {row.path:6s} {row.precision} batch {row.batch_size:3d}: {row.fps:8.2f} frames/s, "
+        return f"  {row.mode:9s} {_path_label(asdict(row)):6s} {row.precision} batch {row.batch_size:3d}: error: {row.error}"
+    return (f"  {row.mode:9s} {_path_label(asdict(row)):6s} {row.precision} batch {row.batch_size:3d}: {row.fps:8.2f} frames/s, "
             f"p50 {row.p50_ms:.1f} ms, {row.instances_per_frame:.1f} instances/frame")
 
 

@@ -150,3 +150,16 @@ def test_cli_subcommand_and_bad_options(capsys: pytest.CaptureFixture[str]) -> N
     assert bench.main(["--arch", "maskrcnn_compact", "--iters", "0"]) == 2
     err = capsys.readouterr().err
     assert "--size '96by96'" in err and "--iters must be >= 1" in err
+
+
+def test_yuv420_transfer_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench.main([*TINY, "--batch-sizes", "2", "--instances", "realistic", "--transfer", "rgb", "yuv420",
+                       "--out", str(tmp_path)])
+    assert code == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    rows = report["rows"]
+    assert [(r["path"], r["transfer"]) for r in rows] == [("naive", "rgb"), ("engine", "rgb"), ("engine", "yuv420")]
+    assert all(r["error"] is None and r["instances_per_frame"] == 15 for r in rows)
+    assert "engine yuv420" in capsys.readouterr().out  # the table names the row's input
+    assert bench.main([*TINY, "--size", "95x96", "--transfer", "yuv420"]) == 2
+    assert "--transfer yuv420 needs an even frame size, got --size 95x96" in capsys.readouterr().err
