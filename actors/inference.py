@@ -50,6 +50,7 @@ class InferenceWorker:
             precision=model.precision,
             mask_threshold=model.mask_threshold,
             channels_last=model.channels_last,
+            compile_backbone=model.compile_backbone,
         )
         self.description = {
             "arch": loaded.arch,

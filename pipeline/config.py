@@ -100,6 +100,9 @@ class ModelConfig(_Section):
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     # Run the convolutions in channels-last (NHWC) memory layout: faster with bf16/fp16 on GPUs and on CPUs.
     channels_last: bool = False
+    # torch.compile the backbone (with CUDA graphs on a GPU). Each new batch shape compiles once (tens of
+    # seconds); off by default because a camera fleet of mixed sizes would compile many shapes.
+    compile_backbone: bool = False
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -198,6 +198,7 @@ class Row:
     precision: str
     batch_size: int
     channels_last: bool = False
+    compiled: bool = False  # the engine's backbone ran through torch.compile
     transfer: str = "rgb"  # the frames the engine gets: "rgb" (H, W, 3) arrays or "yuv420" planes (Yuv420Frame)
     batches: int = 0  # timed calls
     frames: int = 0  # frames timed
@@ -293,6 +294,7 @@ class Settings:
     device: str
     threads: int | None
     channels_last: bool
+    compile_backbone: bool
     transfers: list[str]
     mask_threshold: float
     min_size: int
@@ -342,6 +344,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         device=args.device,
         threads=args.threads,
         channels_last=bool(args.channels_last),
+        compile_backbone=bool(args.compile_backbone),
         transfers=transfers,
         mask_threshold=float(args.mask_threshold),
         min_size=default_min if args.min_size is None else int(args.min_size),
@@ -444,17 +447,18 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
             engine: InferenceEngine | None = None
             try:
                 engine = InferenceEngine(copy.deepcopy(base), names, device=device, precision=precision,  # type: ignore[arg-type]
-                                         mask_threshold=s.mask_threshold, channels_last=s.channels_last)
+                                         mask_threshold=s.mask_threshold, channels_last=s.channels_last,
+                                         compile_backbone=s.compile_backbone)
             except (InferenceError, RuntimeError) as exc:
                 for b in s.batch_sizes:
                     row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
-                              channels_last=s.channels_last, error=_row_error(exc))
+                              channels_last=s.channels_last, compiled=s.compile_backbone, error=_row_error(exc))
                     rows.append(row)
                     log(_progress(row))
                 continue
             for transfer, b in itertools.product(s.transfers, s.batch_sizes):
                 row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
-                          channels_last=s.channels_last, transfer=transfer)
+                          channels_last=s.channels_last, compiled=s.compile_backbone, transfer=transfer)
                 try:
                     measure(row, lambda batch, path=engine: [len(d) for d in path.infer(batch)],
                             engine_frames[transfer], iters=s.iters, warmup=s.warmup, device=device)
@@ -521,6 +525,8 @@ def _path_label(row: dict[str, Any]) -> str:
     label = row["path"]
     if row["path"] == "engine" and row.get("transfer", "rgb") != "rgb":
         label += " " + row["transfer"]
+    if row.get("compiled"):
+        label += " compiled"
     return label + (" (NHWC)" if row["channels_last"] else "")
 
 
@@ -611,6 +617,7 @@ def write_chart(report: dict[str, Any], path: Path) -> bool:
                 continue
             xs, ys, ratios = zip(*pts)
             label = f"engine {precision}" + ("" if transfer == "rgb" else f" {transfer}")
+            label += " compiled" if st.get("compile_backbone") else ""
             ax.plot(xs, ys, marker="o", label=label + (" NHWC" if st["channels_last"] else ""))
             for x, y, ratio in zip(xs, ys, ratios):
                 if ratio is not None:
@@ -679,6 +686,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="engine precisions (default: %(default)s; fp16 is skipped on the CPU)")
     p.add_argument("--channels-last", action="store_true", help="run the engine's backbone in NHWC")
+    p.add_argument("--compile-backbone", action="store_true",
+                   help="torch.compile the engine's backbone (CUDA graphs on a GPU); --warmup >= 1 keeps the "
+                        "compilation out of the timings")
     p.add_argument("--transfer", nargs="+", choices=("rgb", "yuv420"), default=["rgb"],
                    help="the engine's input: RGB arrays, and/or YUV 4:2:0 planes as decoders produce them "
                         "(half the bytes; converted on the device) (default: %(default)s)")

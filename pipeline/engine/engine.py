@@ -14,6 +14,11 @@ Precision: under autocast the RPN head's and box/mask predictors' outputs are ca
 anchors are generated in fp32 (forward hooks the engine installs on the model), so that box
 decoding does not happen in 8-bit-mantissa coordinates. fp16 on the CPU is refused (torch's CPU
 fp16 autocast is slow and incomplete): use bf16 or fp32 there.
+
+``compile_backbone``: the backbone (trunk + FPN, most of the arithmetic) runs through
+``torch.compile`` (Inductor: fused kernels, CUDA graphs with ``mode="reduce-overhead"`` on a GPU).
+The first batch of each new input shape compiles (tens of seconds); the RPN and heads stay eager,
+as their shapes change with the number of proposals.
 """
 
 from __future__ import annotations
@@ -107,6 +112,7 @@ class InferenceEngine:
         mask_threshold: float = 0.5,
         channels_last: bool = False,
         max_paste_elements: int = DEFAULT_MAX_ELEMENTS,
+        compile_backbone: bool = False,
     ) -> None:
         if precision not in get_args(Precision):
             raise InferenceError(f"precision {precision!r} is not one of {', '.join(get_args(Precision))}")
@@ -140,6 +146,12 @@ class InferenceEngine:
         if precision != "fp32":
             self._install_fp32_hooks()
         self._preprocess = Preprocessor(self.device)
+        self.compile_backbone = bool(compile_backbone)
+        self._backbone: Any = self.model.backbone
+        if self.compile_backbone:
+            # reduce-overhead adds CUDA graphs on a GPU (replays kernels without per-launch CPU cost)
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self._backbone = torch.compile(self.model.backbone, mode=mode, dynamic=False)
 
     def _install_fp32_hooks(self) -> None:
         m = self.model
@@ -174,12 +186,25 @@ class InferenceEngine:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            features = model.backbone(batch)
+            features = self._run_backbone(batch)
             if isinstance(features, torch.Tensor):
                 features = OrderedDict([("0", features)])
             proposals, _ = model.rpn(image_list, features)
             detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
         return detections, [(int(h), int(w)) for h, w in image_list.image_sizes]
+
+    def _run_backbone(self, batch: torch.Tensor) -> Any:
+        if not self.compile_backbone:
+            return self._backbone(batch)
+        try:
+            return self._backbone(batch)
+        except Exception as exc:  # noqa: BLE001 - torch.compile raises its own many types (no compiler, unsupported op)
+            if isinstance(exc, (torch.cuda.OutOfMemoryError, KeyboardInterrupt)):
+                raise
+            raise InferenceError(
+                f"torch.compile of the backbone failed ({type(exc).__name__}: {str(exc).strip()[:300]}); "
+                "set model.compile_backbone: false (or check that a C++ compiler is installed)"
+            ) from exc
 
     def infer(self, images: Sequence[Pixels]) -> list[Detections]:
         """Detections of each frame (uint8 ``(H, W, 3)`` RGB arrays or ``Yuv420Frame``; sizes and forms

@@ -211,3 +211,21 @@ def test_yuv420_frames_give_the_detections_of_their_rgb() -> None:
             assert mask_iou(yuv_mask, rgb_mask) >= 0.9
         found += len(a)
     assert found >= 3  # the comparison is over real detections
+
+
+def test_compiled_backbone_gives_the_eager_detections(compact_model: torch.nn.Module) -> None:
+    """torch.compile (Inductor, a real C++ build on the CPU) of the backbone: same detections as eager fp32."""
+    import copy
+
+    images = frames(seed=3)
+    eager = InferenceEngine(compact_model, names(5)).infer(images)
+    compiled_engine = InferenceEngine(copy.deepcopy(compact_model), names(5), compile_backbone=True)
+    compiled = compiled_engine.infer(images)
+    assert compiled_engine._backbone is not compiled_engine.model.backbone  # it really ran the compiled module
+    for a, b in zip(eager, compiled, strict=True):
+        assert len(a) == len(b) > 0
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)  # kernels fused: float sums in another order
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        for ma, mb in zip(a.masks, b.masks):
+            assert mask_iou(*(mask_utils.decode(m.to_coco()).astype(bool) for m in (ma, mb))) >= 0.98
