@@ -12,8 +12,9 @@
      as MOTChallenge); an instance without a track id is not part of the tracker's output;
      a frame missing from the JSON Lines, or published with an error, counts as a frame with
      no output;
-   - the model alone on the SAME frames (decoded from the mp4 with PyAV, as the pipeline's
-     source does, and run through ``InferenceEngine`` directly), and the AP difference
+   - the model alone on the SAME frames (decoded from the mp4 to RGB with PyAV, and run through
+     ``InferenceEngine`` directly; the pipeline's source sends the decoder's YUV 4:2:0 planes by
+     default, converted on the model's device, so the comparison covers that too), and the AP difference
      pipeline minus model: the pipeline should lose nothing; and, independent of the GT, how
      many published instances are the engine's own detections (:class:`Agreement`). With
      ``--weights none`` the pipeline's actor and this process build different random weights,
@@ -146,7 +147,7 @@ def tracks_of(frames: dict[int, FrameMessage], num_frames: int) -> list[MotFrame
 
 
 def decode_video(path: Path) -> list[np.ndarray]:
-    """Every frame of a video as uint8 RGB ``(H, W, 3)``, as the pipeline's PyAV source decodes them."""
+    """Every frame of a video as uint8 RGB ``(H, W, 3)``, as PyAV (FFmpeg's swscale) converts them."""
     import av
 
     with av.open(str(path)) as container:
