@@ -149,6 +149,48 @@ def coco_ap(gt: dict[str, Any], results: Sequence[dict[str, Any]]) -> dict[str, 
     return out
 
 
+def mask_ap_breakdown(gt: dict[str, Any], results: Sequence[dict[str, Any]],
+                      class_names: Sequence[str] = CLASS_NAMES) -> dict[str, Any]:
+    """Where mask AP@[.5:.95] is lost: ``{"class_agnostic", "small", "medium", "large", "per_class"}``.
+
+    ``class_agnostic``: AP with every class merged (``useCats=0``): the gap to the class-aware AP is
+    what wrong class labels cost. ``small``/``medium``/``large``: COCO's areas (< 32², < 96², larger;
+    ``None`` when no object is that size). ``per_class``: ``{name: AP}`` (``None`` without GT of that class).
+    """
+    empty = {"class_agnostic": None, "small": None, "medium": None, "large": None,
+             "per_class": {name: None for name in class_names[1:]}}
+    if not results or not gt.get("annotations"):
+        return empty
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([{k: v for k, v in r.items() if k != "bbox"} for r in copy.deepcopy(list(results))])
+        out: dict[str, Any] = dict(empty)
+        for use_cats in (1, 0):
+            ev = COCOeval(coco_gt, coco_dt, iouType="segm")
+            ev.params.useCats = use_cats
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            if use_cats:
+                out.update({k: _stat(ev.stats[i]) for k, i in (("small", 3), ("medium", 4), ("large", 5))})
+                precision = ev.eval["precision"]  # (iou thresholds, recall points, classes, areas, max dets)
+                per_class = {}
+                for k, cat_id in enumerate(ev.params.catIds):
+                    p = precision[:, :, k, 0, -1]
+                    name = class_names[cat_id] if cat_id < len(class_names) else str(cat_id)
+                    per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else None
+                out["per_class"] = {**empty["per_class"], **per_class}
+            else:
+                out["class_agnostic"] = _stat(ev.stats[0])
+    return out
+
+
+def _stat(value: float) -> float | None:
+    return None if value < 0 else float(value)
+
+
 # ----------------------------------------------------------------------------- MOT metrics
 
 

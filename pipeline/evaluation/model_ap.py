@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluation.metrics import CocoGtBuilder, coco_ap, results_from_detections
+from pipeline.evaluation.metrics import CocoGtBuilder, coco_ap, mask_ap_breakdown, results_from_detections
 from pipeline.messages import Detections
 from pipeline.scenes import CLASS_NAMES, SceneConfig, SceneFrame, SceneGenerator
 
@@ -148,4 +148,5 @@ def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base
         "gt_instances": len(gt_dict["annotations"]),
         "detections": counts["detections"],
         **coco_ap(gt_dict, results),
+        "mask_breakdown": mask_ap_breakdown(gt_dict, results),
     }

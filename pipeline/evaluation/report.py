@@ -194,6 +194,13 @@ def render(report: dict[str, Any], console: Console) -> None:
         for name, frames, sec in rows:
             t.add_row(name, _fmt(frames), *[_fmt(_get(sec, ty, k)) for ty in ("segm", "bbox") for k in ("AP", "AP50", "AP75")])
         console.print(t)
+    breakdown = _get(model, "mask_breakdown")
+    if breakdown is not None:
+        per_class = ", ".join(f"{name} {_fmt(v)}" for name, v in breakdown["per_class"].items())
+        console.print(
+            f"model mask AP breakdown: class-agnostic {_fmt(breakdown['class_agnostic'])}, small objects "
+            f"{_fmt(breakdown['small'])}, medium {_fmt(breakdown['medium'])}, large {_fmt(breakdown['large'])}; "
+            f"per class: {per_class}", highlight=False)
     agreement = _get(pipe, "agreement")
     if agreement is not None:
         console.print(

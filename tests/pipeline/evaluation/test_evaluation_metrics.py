@@ -10,6 +10,7 @@ from pipeline.evaluation.metrics import (
     CocoGtBuilder,
     MotFrame,
     coco_ap,
+    mask_ap_breakdown,
     mot_metrics,
     results_from_detections,
     results_from_instances,
@@ -91,6 +92,20 @@ def test_wrong_class_and_false_positive_ranking() -> None:
     ap = coco_ap(gt, results_from_detections(1, dets))
     assert ap["segm"]["AP"] == pytest.approx(0.25, abs=1e-3)
     assert ap["bbox"]["AP50"] == pytest.approx(0.25, abs=1e-3)
+
+
+def test_mask_ap_breakdown_separates_wrong_labels_sizes_and_classes() -> None:
+    """a (circle) found right; b (square) found with the triangle label. Class-aware: circle 1, square 0
+    (mean 0.5); class-agnostic both are found: 1. Both objects are COCO-small (400 and 384 px), so the
+    small AP is the class-aware 0.5 and medium/large have no objects. Triangle/star have no GT: None."""
+    gt, (a, b) = two_object_gt()
+    dets = detections([(1, 0.9, a.mask, a.box), (3, 0.8, b.mask, b.box)])
+    out = mask_ap_breakdown(gt, results_from_detections(1, dets))
+    assert out["class_agnostic"] == pytest.approx(1.0)
+    assert out["small"] == pytest.approx(0.5) and out["medium"] is None and out["large"] is None
+    assert out["per_class"] == {"circle": pytest.approx(1.0), "square": pytest.approx(0.0), "triangle": None,
+                                "star": None}
+    assert mask_ap_breakdown(gt, [])["class_agnostic"] is None
 
 
 def test_no_predictions_give_zero_and_no_gt_gives_none() -> None:
