@@ -17,6 +17,7 @@ against PyAV's own ``to_ndarray(format="rgb24")`` on H.264 frames: at most 2 gre
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -87,7 +88,7 @@ class Yuv420Frame:
 
     def to_rgb(self) -> np.ndarray:
         """uint8 ``(H, W, 3)`` RGB on the host (for drawing)."""
-        rgb = yuv420_to_rgb(torch.from_numpy(self.data), self.height, self.width, self.matrix, self.full_range)
+        rgb = yuv420_to_rgb(read_only_view(self.data), self.height, self.width, self.matrix, self.full_range)
         return rgb.mul_(255.0).floor_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
@@ -104,6 +105,14 @@ def frame_size(pixels: Pixels) -> tuple[int, int]:
 def as_rgb(pixels: Pixels) -> np.ndarray:
     """The RGB ``(H, W, 3)`` uint8 array of either form."""
     return pixels.to_rgb() if isinstance(pixels, Yuv420Frame) else pixels
+
+
+def read_only_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory, also when it is read-only (a frame read zero-copy from Ray's
+    object store). Only for tensors that are read, never written."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def yuv420_to_rgb(data: torch.Tensor, height: int, width: int, matrix: Matrix = "bt601",

@@ -9,14 +9,13 @@ normalises, resizes and batches them on the device.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from pipeline.errors import InferenceError
-from pipeline.frames import Pixels, Yuv420Frame, yuv420_to_rgb
+from pipeline.frames import Pixels, Yuv420Frame, read_only_view, yuv420_to_rgb
 
 
 def check_images(images: Sequence[Pixels]) -> list[Pixels]:
@@ -42,14 +41,6 @@ def check_images(images: Sequence[Pixels]) -> list[Pixels]:
 def to_float_chw(image_hwc: torch.Tensor) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` tensor -> contiguous float32 ``(3, H, W)`` in ``[0, 1]`` (on the tensor's device)."""
     return image_hwc.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
-
-
-def read_only_view(array: np.ndarray) -> torch.Tensor:
-    """A tensor sharing ``array``'s memory, also when it is read-only (a frame read zero-copy from Ray's
-    object store). Safe here: the tensor is only read (``to_float_chw`` makes a new one)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
 
 
 class Preprocessor:

@@ -98,3 +98,15 @@ def test_from_rgb_round_trip_is_close() -> None:
 def test_bad_yuv_frames_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         Yuv420Frame(data=np.zeros(24, np.uint8), **kwargs)
+
+
+def test_read_only_planes_convert_without_copy_or_warning() -> None:
+    """Frames read zero-copy from Ray's object store are read-only arrays."""
+    import warnings
+
+    yuv = Yuv420Frame.from_rgb(_scene_images(1, 64, 48)[0])
+    yuv.data.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = yuv.to_rgb()
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
