@@ -25,6 +25,7 @@ def build_tracker(config: TrackingConfig) -> ByteTracker:
         lost_track_buffer_frames=config.lost_track_buffer_frames,
         use_mask_iou=config.use_mask_iou,
         class_aware=config.class_aware,
+        duplicate_mask_iou_threshold=config.duplicate_mask_iou_threshold,
     )
 
 

@@ -149,6 +149,9 @@ class TrackingConfig(_Section):
     lost_track_buffer_frames: int = Field(default=30, ge=0)
     use_mask_iou: bool = False
     class_aware: bool = False
+    # A detection whose mask overlaps a higher-scoring one's by this mask IoU is a duplicate (Mask R-CNN
+    # suppresses overlaps per class only) and gets no track; null: off. See ByteTracker for the trade-off.
+    duplicate_mask_iou_threshold: float | None = Field(default=0.3, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackingConfig":

@@ -47,7 +47,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, MaskstreamError
 from pipeline.tracking.kalman import KalmanFilter, xyxy_to_cxcywh
-from pipeline.tracking.matching import box_iou, linear_assignment, mask_iou, shift_rle
+from pipeline.tracking.matching import box_iou, linear_assignment, mask_duplicates, mask_iou, shift_rle
 from pipeline.tracking.track import Track, TrackState
 
 
@@ -122,6 +122,17 @@ class ByteTracker:
     - ``class_aware`` (default False): a track only matches detections of its label;
       :meth:`update` then requires labels. Off, a track may follow a detection whose
       class flickers between frames (the track takes the latest label).
+    - ``duplicate_mask_iou_threshold`` (``(0, 1]`` or ``None``, default 0.3; used when
+      :meth:`update` gets masks): a detection whose mask overlaps a higher-scoring
+      detection's mask of the same frame with at least this IoU is a duplicate and is not
+      tracked (it gets ``None``). Mask R-CNN suppresses overlaps per class only, so a
+      detector unsure of the class reports one object once per class, plus fragments of
+      it; tracked, these keep ghost tracks alive. Masks, unlike boxes, tell duplicates from
+      two real objects that overlap (their visible masks barely intersect). Lower: fewer
+      ghost tracks, but a partly hidden object whose predicted mask spills over its
+      occluder's may lose its track. ``None``: off. On the pipeline's generated held-out
+      style videos (tuning seeds), 0.3 took the MOTA of the shipped model's detections from
+      0.20 to 0.83 (0.76 at 0.5).
 
     Every instance has its own id counter: ids start at 1; :meth:`reset` restarts it.
     """
@@ -138,6 +149,7 @@ class ByteTracker:
         min_hits_to_confirm: int = 1,
         use_mask_iou: bool = False,
         class_aware: bool = False,
+        duplicate_mask_iou_threshold: float | None = 0.3,
     ) -> None:
         self.high_score_threshold = _check_fraction("high_score_threshold", high_score_threshold)
         self.low_score_threshold = _check_fraction("low_score_threshold", low_score_threshold)
@@ -160,6 +172,10 @@ class ByteTracker:
         self.min_hits_to_confirm = _check_int("min_hits_to_confirm", min_hits_to_confirm, 1)
         self.use_mask_iou = _check_bool("use_mask_iou", use_mask_iou)
         self.class_aware = _check_bool("class_aware", class_aware)
+        self.duplicate_mask_iou_threshold = (
+            None if duplicate_mask_iou_threshold is None
+            else _check_fraction("duplicate_mask_iou_threshold", duplicate_mask_iou_threshold, allow_zero=False)
+        )
         self._kalman = KalmanFilter()
         self._tracks: list[Track] = []
         self._next_id = 1
@@ -204,8 +220,14 @@ class ByteTracker:
 
         self._predict()
 
-        high = np.flatnonzero(scores >= self.high_score_threshold)
-        low = np.flatnonzero((scores >= self.low_score_threshold) & (scores < self.high_score_threshold))
+        considered = scores >= self.low_score_threshold
+        if masks is not None and self.duplicate_mask_iou_threshold is not None and considered.sum() > 1:
+            candidates = np.flatnonzero(considered)
+            duplicate = mask_duplicates([masks[i] for i in candidates], scores[candidates],
+                                        self.duplicate_mask_iou_threshold)
+            considered[candidates[duplicate]] = False
+        high = np.flatnonzero(considered & (scores >= self.high_score_threshold))
+        low = np.flatnonzero(considered & (scores < self.high_score_threshold))
         shifted: dict[int, dict[str, Any]] = {}  # track id -> its mask moved by the Kalman displacement
         matched: list[tuple[Track, int]] = []
 

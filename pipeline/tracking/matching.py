@@ -51,6 +51,23 @@ def mask_iou(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> np.nda
     return np.asarray(iou, dtype=np.float64).reshape(len(a), len(b))
 
 
+def mask_duplicates(masks: Sequence[dict[str, Any]], scores: np.ndarray, threshold: float) -> np.ndarray:
+    """bool ``(N,)``: True for a detection whose mask has IoU ``>= threshold`` with the mask of a
+    higher-scoring detection that is not itself a duplicate (greedy, by descending score; ties by
+    input order). The first of each group is kept."""
+    n = len(masks)
+    duplicate = np.zeros(n, dtype=bool)
+    if n < 2:
+        return duplicate
+    iou = mask_iou(masks, masks)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    for k, i in enumerate(order):
+        if not duplicate[i]:
+            later = order[k + 1 :]
+            duplicate[later[iou[i, later] >= threshold]] = True
+    return duplicate
+
+
 # --- RLE counts <-> COCO compressed string (the LEB128-like format of maskApi.c) ---
 
 

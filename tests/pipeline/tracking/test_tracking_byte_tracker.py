@@ -329,3 +329,41 @@ def test_update_input_validation(args, expected):
         tracker.update(*args)
     assert issubclass(TrackingError, MaskstreamError)
     assert tracker.update(np.array([[0.0, 0, 10, 10]]), np.ones(1)) == [1]  # a failed call changed nothing
+
+
+# ---------------------------------------------------------------- duplicate detections
+
+
+def test_duplicates_of_one_object_get_no_track_but_overlapping_objects_do():
+    """Per-class NMS lets one object through as a circle (0.9) and a square (0.75, same pixels), plus a
+    fragment (half of it, 0.72): one track. Two objects whose boxes overlap but whose masks barely do
+    (a disc in front of a wide bar) keep a track each. Threshold ``None``: the duplicates start ghost tracks."""
+    obj = disc(100, 100, 20)
+    fragment = obj & (np.mgrid[0:obj.shape[0], 0:obj.shape[1]][1] < 100)
+    box = [80.0, 80.0, 121.0, 121.0]
+    boxes = np.array([box, box, [80.0, 80.0, 100.0, 121.0]])
+    scores = np.array([0.9, 0.75, 0.72])
+    masks = [rle(obj), rle(obj), rle(fragment)]
+    tracker = ByteTracker()
+    for _ in range(3):
+        assert tracker.update(boxes, scores, np.array([1, 2, 3]), masks) == [1, None, None]
+    assert ByteTracker(duplicate_mask_iou_threshold=None).update(boxes, scores, np.array([1, 2, 3]), masks) == [1, 2, 3]
+
+    bar = np.zeros_like(obj)
+    bar[90:112, 60:140] = True
+    bar &= ~disc(100, 100, 20)  # the bar's visible part, behind the disc
+    two = ByteTracker().update(np.array([box, [60.0, 90.0, 140.0, 112.0]]), np.array([0.9, 0.8]), masks=[rle(obj), rle(bar)])
+    assert two == [1, 2]
+
+
+def test_mask_duplicates_is_greedy_by_score():
+    from pipeline.tracking.matching import mask_duplicates
+
+    a = disc(50, 50, 10)
+    b = disc(52, 50, 10)  # IoU with a ~0.87
+    c = disc(150, 50, 10)
+    dup = mask_duplicates([rle(b), rle(a), rle(c)], np.array([0.5, 0.9, 0.7]), 0.5)
+    assert dup.tolist() == [True, False, False]  # b loses to the higher-scoring a; c overlaps nothing
+    assert mask_duplicates([rle(a)], np.array([0.9]), 0.5).tolist() == [False]
+    with pytest.raises(ConfigError, match="duplicate_mask_iou_threshold"):
+        ByteTracker(duplicate_mask_iou_threshold=0.0)
