@@ -2,7 +2,8 @@
 
 A frame is a uint8 ``(H, W, 3)`` RGB numpy array or a :class:`~pipeline.frames.Yuv420Frame`
 (4:2:0 planes, half the bytes). Only uint8 crosses the host-device boundary (4x less than float32
-for RGB, 8x less for YUV 4:2:0); the conversion to float (and from YUV) runs on the device. On CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
+for RGB, 8x less for YUV 4:2:0); the conversion to float (and from YUV) runs on the device. On
+CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
 copied with a single ``non_blocking`` transfer. The model's ``GeneralizedRCNNTransform`` then
 normalises, resizes and batches them on the device.
 """

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.drawing import draw_instances
 from pipeline.errors import SinkError
-from pipeline.frames import Pixels, Yuv420Frame
+from pipeline.frames import Pixels, as_rgb
 from pipeline.messages import FrameResult, MessageError, StreamEnd, StreamInfo
 from pipeline.sinks.base import check_stream_id, sink_error
 
@@ -131,8 +131,7 @@ class VideoSink:
             raise self._error(f"cannot write frame {index}", "the sink is closed" if self._closed else "start() was not called")
         if image is None:
             raise self._error(f"cannot write frame {index}", "VideoSink needs the frame's image, got None")
-        if isinstance(image, Yuv420Frame):
-            image = image.to_rgb()
+        image = as_rgb(image)
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
             desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise self._error(

@@ -222,7 +222,7 @@ class ByteTracker:
         self._predict()
 
         considered = scores >= self.low_score_threshold
-        if masks is not None and self.duplicate_mask_iou_threshold is not None and considered.sum() > 1:
+        if masks is not None and self.duplicate_mask_iou_threshold is not None:
             candidates = np.flatnonzero(considered)
             duplicate = mask_duplicates([masks[i] for i in candidates], scores[candidates],
                                         self.duplicate_mask_iou_threshold)
