@@ -44,8 +44,10 @@ def write_config(tmp_path: Path, streams: list[dict[str, Any]], redis_url: str, 
         "streams": streams,
         "model": small_model(),
         "inference": {"replicas": 1, "num_gpus": 0, "num_cpus": 1, "max_batch_size": 4, "max_wait_ms": 50},
-        # Random weights score low: thresholds at 0 so that every instance is tracked.
-        "tracking": {"high_score_threshold": 0.0, "low_score_threshold": 0.0, "new_track_score_threshold": 0.0},
+        # Random weights score low: thresholds at 0 so that every instance is tracked. Their masks pile up on
+        # each other, so the duplicate rule (which would leave some untracked, run to run) is off here.
+        "tracking": {"high_score_threshold": 0.0, "low_score_threshold": 0.0, "new_track_score_threshold": 0.0,
+                     "duplicate_mask_iou_threshold": None},
         "sinks": {
             "redis": {"url": redis_url, "channel": "test:{stream}"},
             "video": {"dir": str(tmp_path / "out")},
