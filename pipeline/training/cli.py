@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--roi-samples", type=int, default=None,
                    help="proposals sampled per image for the box and mask heads (torchvision's default: 512); "
                         "fewer train faster when images hold few objects")
+    p.add_argument("--interleave-clips", type=int, default=1,
+                   help="--synthetic: render this many clips side by side and alternate their frames, so a batch "
+                        "mixes scenes (1: clip after clip, as the shipped model's first stages)")
     p.add_argument("--min-size", type=int, default=240, help="the model's input short side")
     p.add_argument("--max-size", type=int, default=320, help="the model's input long side at most")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -70,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from pipeline.scenes import CLASS_NAMES
 
-        samples = SceneSamples(seed=args.synthetic)
+        samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips)
         class_names = CLASS_NAMES
-        source = f"generated scenes, seed {args.synthetic}"
+        source = f"generated scenes, seed {args.synthetic}, {args.interleave_clips} clip(s) interleaved"
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
     if args.init is not None:
         loaded = load_model(args.arch, args.init, min_size=args.min_size, max_size=args.max_size,

@@ -42,25 +42,29 @@ def sample_from_arrays(image: np.ndarray, masks: np.ndarray, labels: np.ndarray)
 
 
 class SceneSamples:
-    """An endless, seeded stream of generated frames: clip after clip, each from its own seed.
+    """An endless, seeded stream of generated frames, clip after clip, each clip from its own seed.
 
     ``frame_stride`` keeps every n-th frame of a clip, so consecutive samples differ more.
+    ``clips_interleaved``: this many clips are rendered side by side and their samples alternate
+    (clip 0 frame 0, clip 1 frame 0, ..., clip 0 frame 1, ...), so that a batch mixes scenes
+    instead of holding neighbouring frames of one clip; 1 gives the clip-after-clip stream.
     ``start_sample``: skip this many samples first (a resumed training continues the stream where
     the interrupted one stopped, instead of seeing its first clips again).
     """
 
     def __init__(self, *, seed: int, width: int = 320, height: int = 240, clip_frames: int = 60,
-                 frame_stride: int = 3, scene_overrides: dict[str, Any] | None = None,
+                 frame_stride: int = 3, clips_interleaved: int = 1, scene_overrides: dict[str, Any] | None = None,
                  start_sample: int = 0) -> None:
-        if frame_stride < 1 or clip_frames < 1 or start_sample < 0:
-            raise ConfigError(f"SceneSamples needs clip_frames >= 1, frame_stride >= 1 and start_sample >= 0, got "
-                              f"{clip_frames}, {frame_stride}, {start_sample}")
+        if frame_stride < 1 or clip_frames < 1 or clips_interleaved < 1 or start_sample < 0:
+            raise ConfigError(f"SceneSamples needs clip_frames >= 1, frame_stride >= 1, clips_interleaved >= 1 and "
+                              f"start_sample >= 0, got {clip_frames}, {frame_stride}, {clips_interleaved}, {start_sample}")
         self.seed = seed
         self.start_sample = start_sample
         self.width = width
         self.height = height
         self.clip_frames = clip_frames
         self.frame_stride = frame_stride
+        self.clips_interleaved = clips_interleaved
         self.scene_overrides = dict(scene_overrides or {})
 
     @property
@@ -70,28 +74,35 @@ class SceneSamples:
     def skipping(self, count: int) -> SceneSamples:
         """The same stream, ``count`` samples further on."""
         return SceneSamples(seed=self.seed, width=self.width, height=self.height, clip_frames=self.clip_frames,
-                            frame_stride=self.frame_stride, scene_overrides=self.scene_overrides,
-                            start_sample=self.start_sample + count)
+                            frame_stride=self.frame_stride, clips_interleaved=self.clips_interleaved,
+                            scene_overrides=self.scene_overrides, start_sample=self.start_sample + count)
 
     def __iter__(self) -> Iterator[TrainingSample]:
+        group_size = self.clips_interleaved
+        group, skip = divmod(self.start_sample, self.samples_per_clip * group_size)
+        while True:
+            clips = [self._kept_frames(group * group_size + j) for j in range(group_size)]
+            for frames in zip(*clips):
+                for frame in frames:
+                    if skip:  # frames are rendered in order (motion is stateful); skipped ones are not made samples
+                        skip -= 1
+                        continue
+                    yield self._sample(frame)
+            group += 1
+
+    def _kept_frames(self, clip: int) -> Iterator[Any]:
         from pipeline.scenes import SceneConfig, SceneGenerator
 
-        clip, skip = divmod(self.start_sample, self.samples_per_clip)
-        while True:
-            config = SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
-                                 num_frames=self.clip_frames, **self.scene_overrides)
-            for frame in SceneGenerator(config):
-                if frame.index % self.frame_stride:
-                    continue
-                if skip:  # frames are rendered in order (motion is stateful); only the skipped ones are not decoded to samples
-                    skip -= 1
-                    continue
-                masks = np.stack([g.mask for g in frame.instances]) if frame.instances else np.zeros(
-                    (0, self.height, self.width), bool
-                )
-                labels = np.array([g.label for g in frame.instances], np.int64)
-                yield sample_from_arrays(frame.image, masks, labels)
-            clip += 1
+        config = SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
+                             num_frames=self.clip_frames, **self.scene_overrides)
+        return (frame for frame in SceneGenerator(config) if frame.index % self.frame_stride == 0)
+
+    def _sample(self, frame: Any) -> TrainingSample:
+        masks = np.stack([g.mask for g in frame.instances]) if frame.instances else np.zeros(
+            (0, self.height, self.width), bool
+        )
+        labels = np.array([g.label for g in frame.instances], np.int64)
+        return sample_from_arrays(frame.image, masks, labels)
 
 
 class CocoFrames:

@@ -86,6 +86,26 @@ def test_scene_samples_skipping_continues_the_same_stream() -> None:
     assert not torch.equal(full[0].image, later[0].image)
 
 
+def test_scene_samples_interleave_clips_and_skip_into_a_group() -> None:
+    from itertools import islice
+
+    from pipeline.training import SceneSamples
+
+    plain = SceneSamples(seed=4, width=64, height=48, clip_frames=6, frame_stride=2)  # clips of 3 samples
+    by_clip = list(islice(iter(plain), 9))  # clips 0, 1, 2
+    mixed = SceneSamples(seed=4, width=64, height=48, clip_frames=6, frame_stride=2, clips_interleaved=2)
+    got = list(islice(iter(mixed), 9))  # group 0 = clips 0 and 1 alternating, then group 1 starts with clip 2
+    expected = [by_clip[0], by_clip[3], by_clip[1], by_clip[4], by_clip[2], by_clip[5], by_clip[6]]
+    for a, b in zip(got, expected):
+        assert torch.equal(a.image, b.image)
+        assert torch.equal(a.target["masks"], b.target["masks"])
+    later = list(islice(iter(mixed.skipping(3)), 5))  # from inside group 0 into group 1
+    for a, b in zip(got[3:], later):
+        assert torch.equal(a.image, b.image)
+    with pytest.raises(ConfigError, match="clips_interleaved >= 1"):
+        SceneSamples(seed=4, clips_interleaved=0)
+
+
 def test_roi_samples_per_image_is_set_on_the_model_and_checked(coco: Path) -> None:
     model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
     train(model, CocoFrames(coco), TrainingConfig(steps=1, batch_size=1, warmup_steps=1, roi_samples_per_image=32),
