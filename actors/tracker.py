@@ -13,20 +13,7 @@ from pipeline.messages import FrameResult, StreamEnd
 from pipeline.reorder import ReorderBuffer
 from pipeline.stats import StageClock
 from pipeline.tracking import ByteTracker
-
-
-def build_tracker(config: TrackingConfig) -> ByteTracker:
-    return ByteTracker(
-        high_score_threshold=config.high_score_threshold,
-        low_score_threshold=config.low_score_threshold,
-        new_track_score_threshold=config.new_track_score_threshold,
-        match_iou_threshold=config.match_iou_threshold,
-        low_match_iou_threshold=config.low_match_iou_threshold,
-        lost_track_buffer_frames=config.lost_track_buffer_frames,
-        use_mask_iou=config.use_mask_iou,
-        class_aware=config.class_aware,
-        duplicate_mask_iou_threshold=config.duplicate_mask_iou_threshold,
-    )
+from pipeline.tracking.from_config import tracker_from_config
 
 
 def assign_track_ids(tracker: ByteTracker, result: FrameResult) -> FrameResult:
@@ -45,7 +32,7 @@ class TrackerWorker:
     def __init__(self, stream_id: str, tracking: TrackingConfig, sink: Any, *, max_pending: int) -> None:
         self.stream_id = stream_id
         self.sink = sink
-        self.tracker = build_tracker(tracking) if tracking.enabled else None
+        self.tracker = tracker_from_config(tracking) if tracking.enabled else None
         self.reorder: ReorderBuffer[tuple[FrameResult, Any]] = ReorderBuffer(max_pending=max_pending)
         self.published = 0
         self.failed = 0

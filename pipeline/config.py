@@ -147,6 +147,7 @@ class TrackingConfig(_Section):
     match_iou_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
     low_match_iou_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     lost_track_buffer_frames: int = Field(default=30, ge=0)
+    min_hits_to_confirm: int = Field(default=1, ge=1)
     use_mask_iou: bool = False
     class_aware: bool = False
     # A detection whose mask overlaps a higher-scoring one's by this mask IoU is a duplicate (Mask R-CNN
@@ -158,6 +159,11 @@ class TrackingConfig(_Section):
         if self.low_score_threshold > self.high_score_threshold:
             raise ValueError(
                 f"low_score_threshold ({self.low_score_threshold}) must be <= high_score_threshold ({self.high_score_threshold})"
+            )
+        if self.new_track_score_threshold < self.high_score_threshold:
+            raise ValueError(
+                f"new_track_score_threshold ({self.new_track_score_threshold}) must be >= high_score_threshold "
+                f"({self.high_score_threshold}): only high-score detections start tracks"
             )
         return self
 

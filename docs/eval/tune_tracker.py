@@ -1,0 +1,85 @@
+"""Tune the tracker's thresholds on the model's detections of generated tuning videos.
+
+The tuning videos (scene seeds from 777777 on, 150 frames each, as ``maskstream eval``'s
+held-out videos but disjoint from them) are written once, decoded with PyAV and run through
+the inference engine once (cached in ``WORK/detections-<weights stem>.pkl``); then every
+tracker setting of the grid replays those detections and is scored with the eval's own
+MOTA/IDF1/HOTA (``pipeline.evaluation.metrics.mot_metrics``).
+
+    .venv/bin/python docs/eval/tune_tracker.py --weights pipeline/models/shapes.pt --work /tmp/tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.evaluation import pipeline_eval as pe
+from pipeline.evaluation.metrics import MotFrame, mot_metrics
+from pipeline.evaluation.model_ap import EngineSettings, build_engine, infer_all
+from pipeline.tracking import ByteTracker
+
+TUNING_SEED_BASE = 777777
+
+GRID: dict[str, list[Any]] = {
+    "high_score_threshold": [0.5, 0.6, 0.7],
+    "low_score_threshold": [0.1, 0.3, 0.5],
+    "new_track_score_threshold": [0.7, 0.8, 0.9],
+    "min_hits_to_confirm": [1, 2, 3],
+    "duplicate_mask_iou_threshold": [0.3],
+}
+
+
+def detections(weights: str, work: Path, n_videos: int) -> tuple[list[list[Any]], list[list[MotFrame]]]:
+    cache = work / f"detections-{Path(weights).stem}-{n_videos}.pkl"
+    datasets = pe.write_heldout_videos(work / "videos", n_videos, 150, seed_base=TUNING_SEED_BASE)
+    gts = [pe.read_mot(ds.mot, 150) for ds in datasets]
+    if cache.is_file():
+        return pickle.loads(cache.read_bytes()), gts
+    engine = build_engine(EngineSettings(weights=weights))
+    dets = [infer_all(engine, pe.decode_video(ds.video)) for ds in datasets]
+    cache.write_bytes(pickle.dumps(dets))
+    return dets, gts
+
+
+def replay(video_dets: list[Any], **kwargs: Any) -> list[MotFrame]:
+    tracker = ByteTracker(**kwargs)
+    out = []
+    for d in video_dets:
+        ids = tracker.update(d.boxes, d.scores, d.labels, [m.to_coco() for m in d.masks])
+        keep = [i for i, t in enumerate(ids) if t is not None]
+        out.append(MotFrame.of([ids[i] for i in keep], d.boxes[keep] if keep else np.zeros((0, 4))))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--weights", required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--videos", type=int, default=6)
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    dets, gts = detections(args.weights, args.work, args.videos)
+    rows = []
+    for values in itertools.product(*GRID.values()):
+        kwargs = dict(zip(GRID, values))
+        if kwargs["low_score_threshold"] > kwargs["high_score_threshold"]:
+            continue
+        if kwargs["new_track_score_threshold"] < kwargs["high_score_threshold"]:
+            continue
+        m = mot_metrics([(gt, replay(d, **kwargs)) for gt, d in zip(gts, dets)])
+        rows.append({**kwargs, **{k: m[k] for k in ("MOTA", "IDF1", "HOTA", "CLR_FP", "CLR_FN", "IDSW")}})
+    rows.sort(key=lambda r: -(r["MOTA"] + r["IDF1"]))
+    for r in rows[:15]:
+        print(json.dumps(r))
+    (args.work / f"grid-{Path(args.weights).stem}-{args.videos}.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
