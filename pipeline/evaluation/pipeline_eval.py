@@ -4,7 +4,8 @@
    ``10**9 + 500_000``, disjoint from training seeds and from the model-alone frames; see
    :mod:`pipeline.evaluation.model_ap`) written by ``write_dataset`` (mp4 + COCO + MOT).
 2. ``run_pipeline``: a config with one stream per mp4, the ``model`` section of the eval
-   settings, default tracking, and only the JSON Lines sink, run as
+   settings, the ``tracking`` section of a pipeline config (``maskstream eval`` takes the
+   shipped pipeline.yaml's), and only the JSON Lines sink, run as
    ``python -m pipeline.cli run CFG --no-progress`` in a subprocess.
 3. ``evaluate_pipeline``:
    - AP of every published instance (score = the instance's score) against the COCO GT;
@@ -76,13 +77,18 @@ def write_heldout_videos(out_dir: Path, n_videos: int, n_frames: int, *, seed_ba
 
 
 def pipeline_config(videos: Sequence[Path], jsonl_dir: Path, settings: EngineSettings, *,
-                    ray_num_cpus: int | None = 2, max_batch_size: int = 4) -> dict[str, Any]:
-    """A pipeline config: one file stream per video (id = file stem), the eval model, JSON Lines only."""
+                    tracking: dict[str, Any] | None = None, ray_num_cpus: int | None = 2,
+                    max_batch_size: int = 4) -> dict[str, Any]:
+    """A pipeline config: one file stream per video (id = file stem), the eval model, JSON Lines only.
+
+    ``tracking``: the ``tracking:`` section (for example the shipped pipeline.yaml's); None: the defaults.
+    """
     on_gpu = settings.device.startswith("cuda")
     return {
         "ray": {"num_cpus": ray_num_cpus},
         "streams": [{"id": Path(v).stem, "url": str(Path(v).resolve())} for v in videos],
         "model": settings.model_section(),
+        "tracking": dict(tracking or {}),
         "inference": {"replicas": 1, "num_gpus": 1 if on_gpu else 0, "num_cpus": 1,
                       "max_batch_size": max_batch_size, "max_wait_ms": 50},
         "sinks": {"jsonl": {"dir": str(Path(jsonl_dir).resolve())}},

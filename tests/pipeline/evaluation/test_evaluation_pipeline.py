@@ -140,6 +140,23 @@ def test_pipeline_config_is_valid(tmp_path: Path) -> None:
         assert parsed.inference.num_gpus == 0
         assert parsed.sinks.jsonl is not None and parsed.sinks.redis is None and parsed.sinks.video is None
         assert (parsed.model.weights is None) == (weights is None)
+    tracked = parse_config(pe.pipeline_config([tmp_path / "a.mp4"], tmp_path, EngineSettings(),
+                                              tracking={"low_score_threshold": 0.45, "min_hits_to_confirm": 2}))
+    assert tracked.tracking.low_score_threshold == 0.45 and tracked.tracking.min_hits_to_confirm == 2
+
+
+def test_eval_takes_the_tracking_section_of_a_pipeline_config(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.evaluation.cli import DEFAULT_TRACKING_CONFIG, _tracking_section
+
+    path = tmp_path / "p.yaml"
+    path.write_text("streams: [{id: a, url: 'synthetic:'}]\ntracking: {low_score_threshold: 0.42}\n")
+    assert _tracking_section(str(path))["low_score_threshold"] == 0.42
+    assert _tracking_section("none") == {}
+    shipped = _tracking_section(str(DEFAULT_TRACKING_CONFIG))
+    assert set(shipped) >= {"high_score_threshold", "low_score_threshold", "duplicate_mask_iou_threshold"}
+    with pytest.raises(ConfigError, match="--tracking-config .*nope.yaml: no such file"):
+        _tracking_section(str(tmp_path / "nope.yaml"))
 
 
 def test_model_ap_with_a_perfect_engine() -> None:
