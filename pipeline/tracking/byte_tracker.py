@@ -97,10 +97,6 @@ class ByteTracker:
       neighbouring objects can swap ids.
     - ``low_match_iou_threshold`` (``(0, 1]``, default 0.3): the same for the second
       pass. Stricter than the first because low detections are less trustworthy.
-
-    The defaults were chosen on simulated detections (``maskstream eval``'s tracker part,
-    tuning seeds disjoint from the reported ones) where they gave a higher IDF1 than
-    roboflow ``trackers``' ByteTrack at every noise level.
     - ``lost_track_buffer_frames`` (integer ``>= 0``, default 30): a confirmed track
       missed for up to this many consecutive frames is kept (lost) while the Kalman
       filter extrapolates its motion, and a detection matching it gets its old id back;
@@ -134,6 +130,12 @@ class ByteTracker:
       (scene seeds 777777 and 777778, not the evaluation's) with the shipped model's
       detections: 1 - (FP + FN) / GT at box IoU 0.5 (greedy matching, ID switches not
       counted) went from 0.20 without the rule to 0.83 at 0.3 (0.76 at 0.5, 0.69 at 0.7).
+
+    The defaults are generic: they were chosen on simulated detections (``maskstream eval``'s
+    tracker part, tuning seeds disjoint from the reported ones), where they gave a higher IDF1
+    than roboflow ``trackers``' ByteTrack at every noise level. A real detector's score
+    distribution decides the score thresholds and ``min_hits_to_confirm``: the shipped
+    ``pipeline.yaml`` sets them for the shipped model, found with ``docs/eval/tune_tracker.py``.
 
     Every instance has its own id counter: ids start at 1; :meth:`reset` restarts it.
     """
