@@ -2,7 +2,7 @@
 
 The tuning videos (scene seeds from 777777 on, 150 frames each, as ``maskstream eval``'s
 held-out videos but disjoint from them) are written once, decoded with PyAV and run through
-the inference engine once (cached in ``WORK/detections-<weights stem>.pkl``); then every
+the inference engine once (cached in ``WORK/detections-<weights stem>-<digest>-<videos>.pkl``); then every
 tracker setting of the grid replays those detections and is scored with the eval's own
 MOTA/IDF1/HOTA (``pipeline.evaluation.metrics.mot_metrics``).
 
@@ -12,6 +12,7 @@ MOTA/IDF1/HOTA (``pipeline.evaluation.metrics.mot_metrics``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import pickle
@@ -37,7 +38,8 @@ GRID: dict[str, list[Any]] = {
 
 
 def detections(weights: str, work: Path, n_videos: int) -> tuple[list[list[Any]], list[list[MotFrame]]]:
-    cache = work / f"detections-{Path(weights).stem}-{n_videos}.pkl"
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]  # two checkpoints may share a name
+    cache = work / f"detections-{Path(weights).stem}-{digest}-{n_videos}.pkl"
     datasets = pe.write_heldout_videos(work / "videos", n_videos, 150, seed_base=TUNING_SEED_BASE)
     gts = [pe.read_mot(ds.mot, 150) for ds in datasets]
     if cache.is_file():
