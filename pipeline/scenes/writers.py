@@ -1,4 +1,8 @@
-"""Write a finite scene as a dataset: H.264 MP4 + COCO instances JSON + MOTChallenge ground truth."""
+"""Write a finite scene as a dataset: H.264 MP4 + COCO instances JSON + MOTChallenge ground truth.
+
+PyAV and pycocotools are imported where they are used, so that ``pipeline.scenes`` (the generator
+behind training) imports on a machine with torch and numpy alone, such as the GPU machine.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from pipeline.errors import ConfigError
 from pipeline.scenes.config import CLASS_NAMES, SceneConfig
@@ -52,6 +54,8 @@ def write_dataset(config: SceneConfig, out_dir: Path, *, name: str) -> DatasetPa
     paths = DatasetPaths(
         video=out_dir / f"{name}.mp4", coco=out_dir / f"{name}.coco.json", mot=out_dir / f"{name}.mot.txt"
     )
+    import av
+
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     mot_rows: list[str] = []
@@ -95,6 +99,8 @@ def write_dataset(config: SceneConfig, out_dir: Path, *, name: str) -> DatasetPa
 
 def _annotate(frame: SceneFrame, annotations: list[dict[str, Any]], mot_rows: list[str]) -> None:
     """Append the COCO annotations and MOT rows of one frame."""
+    from pycocotools import mask as mask_utils
+
     if not frame.instances:
         return
     stacked = np.asfortranarray(np.stack([g.mask for g in frame.instances], axis=2).astype(np.uint8))

@@ -39,6 +39,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--min-size", type=int, default=240, help="the model's input short side")
     p.add_argument("--max-size", type=int, default=320, help="the model's input long side at most")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the checkpoint is written for any device)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="--synthetic: processes rendering scenes ahead of the training (the same stream for any "
+                        "count; a GPU needs several: one core renders about 300 samples/s)")
+    p.add_argument("--time-budget-s", type=float, default=None,
+                   help="train about this long: --steps becomes an upper bound, lowered to what the speed of the "
+                        "first steps fits (the checkpoint records the count)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from pipeline.scenes import CLASS_NAMES
 
-        samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips)
+        samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers)
         class_names = CLASS_NAMES
         source = f"generated scenes, seed {args.synthetic}, {args.interleave_clips} clip(s) interleaved"
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
@@ -86,17 +93,16 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.arch, num_classes=len(class_names), **model_kwargs)
     config = TrainingConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                             warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                            roi_samples_per_image=args.roi_samples)
+                            roi_samples_per_image=args.roi_samples, time_budget_s=args.time_budget_s)
     resume_path = args.out.with_suffix(".resume.pt")
     if args.resume and not resume_path.is_file():
         raise ConfigError(f"--resume: {resume_path} does not exist; run without --resume to start a new training")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from dataclasses import asdict
 
-    training_info = json.loads(json.dumps(
-        {"source": source, "arch": args.arch, "init": args.init, "config": asdict(config)}, default=str))
-
-    def save(m: Any, step: int, final: bool, optimizer: Any) -> None:
+    def save(m: Any, step: int, final: bool, optimizer: Any, in_force: TrainingConfig) -> None:
+        training_info = json.loads(json.dumps({"source": source, "arch": args.arch, "init": args.init,
+                                               "device": args.device, "config": asdict(in_force)}, default=str))
         torch.save({"model": m.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, resume_path)
         save_checkpoint(args.out, m, arch=args.arch, class_names=class_names, model_kwargs=model_kwargs,
                         extra={"training": training_info, "step": step})
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     console.print(f"training {args.arch} on {source}: {len(class_names) - 1} classes, {args.steps} steps of {args.batch_size}",
                   highlight=False)
-    losses = train(model, samples, config, save=save, resume_path=resume_path if args.resume else None, console=console)
+    losses = train(model, samples, config, save=save, resume_path=resume_path if args.resume else None, console=console,
+                   device=args.device)
     console.print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()), highlight=False)
     return 0

@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,18 +31,25 @@ class TrainingConfig:
     grad_clip_norm: float = 10.0  # clip the gradient norm: early steps from random weights can explode
     roi_samples_per_image: int | None = None  # proposals sampled per image for the box/mask heads; None: the model's
     #   own (torchvision: 512). Scenes with few objects need far fewer; the mask head costs in proportion to it.
+    time_budget_s: float | None = None  # train for about this long: ``steps`` becomes an upper bound, lowered after
+    #   ``calibration_steps`` to what the measured speed fits into the budget (the checkpoint records the count, so
+    #   ``steps`` = that count reproduces the schedule when warmup_steps >= calibration_steps); the run also stops,
+    #   saving, when the budget is spent. For a lent machine with a fixed time; None: exactly ``steps``.
+    calibration_steps: int = 30  # steps timed (after 3 unmeasured ones) before the count is fixed by time_budget_s
     checkpoint_every: int = 250  # steps between resumable checkpoints (<out>.resume.pt)
     log_every: int = 25  # steps between log lines when the output is not a terminal
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "calibration_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training {name} must be >= 1, got {getattr(self, name)}")
         if self.roi_samples_per_image is not None and self.roi_samples_per_image < 4:
             raise ConfigError(f"training roi_samples_per_image must be >= 4, got {self.roi_samples_per_image}")
         if self.lr <= 0:
             raise ConfigError(f"training lr must be > 0, got {self.lr}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"training time_budget_s must be > 0 or None, got {self.time_budget_s}")
 
 
 def seed_everything(seed: int) -> None:
@@ -80,6 +87,19 @@ def _make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opt
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _to_device(sample: TrainingSample, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    if device.type == "cpu":
+        return sample.image, sample.target
+    return (sample.image.to(device, non_blocking=True),
+            {k: v.to(device, non_blocking=True) for k, v in sample.target.items()})
+
+
+def _budgeted_steps(config: TrainingConfig, *, done: int, rate_steps_per_s: float, remaining_s: float) -> int:
+    """The step count that fits ``remaining_s`` at ``rate_steps_per_s`` (kept below ``config.steps``, above ``done``)."""
+    fitting = done + int(rate_steps_per_s * remaining_s * 0.97)  # 3% for checkpoints and jitter
+    return max(done + 1, min(config.steps, fitting))
+
+
 def train(
     model: torch.nn.Module,
     samples: Iterable[TrainingSample],
@@ -88,20 +108,25 @@ def train(
     save: Any,
     resume_path: Path | None = None,
     console: Console | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Train ``model`` for ``config.steps`` steps; returns the mean losses of the last 50 steps.
+    """Train ``model`` for ``config.steps`` steps on ``device``; returns the mean losses of the last 50 steps.
 
-    ``save(model, step, final)`` writes a checkpoint (the caller knows the format and path).
+    ``save(model, step, final, optimizer, config)`` writes a checkpoint (the caller knows the format and
+    path); ``config`` is the one in force, whose ``steps`` ``time_budget_s`` may have lowered.
     ``resume_path``: a ``.resume.pt`` written earlier; training continues from its step.
+    The model is left on ``device``, in eval mode.
     """
     console = console or Console(stderr=True)
+    device = torch.device(device)
     seed_everything(config.seed)
+    model.to(device)
     optimizer = _make_optimizer(model, config)
     start_step = 0
     if resume_path is not None:
         state = torch.load(resume_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # moves the state to the parameters' device
         start_step = int(state["step"])
         seed_everything(config.seed + start_step)
         if hasattr(samples, "skipping"):  # a generated stream: go on past the samples already seen
@@ -115,13 +140,17 @@ def train(
     bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)
     started = time.monotonic()
+    deadline = None if config.time_budget_s is None else started + config.time_budget_s
+    calibration_start: tuple[int, float] | None = None
+    done = start_step
     with bar:
         task = bar.add_task("train", total=config.steps, completed=start_step, losses="")
-        for step in range(start_step, config.steps):
-            batch = [next(stream) for _ in range(config.batch_size)]
+        while done < config.steps:
+            step = done
+            batch = [_to_device(next(stream), device) for _ in range(config.batch_size)]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            losses = model([s.image for s in batch], [s.target for s in batch])
+            losses = model([image for image, _ in batch], [target for _, target in batch])
             total = sum(losses.values())
             if not torch.isfinite(total):
                 raise ConfigError(f"training diverged at step {step}: loss {float(total)}; lower the lr ({config.lr})")
@@ -130,17 +159,32 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             optimizer.step()
             for name, value in {**losses, "loss": total}.items():
-                recent.setdefault(name, []).append(float(value.detach()))
+                recent.setdefault(name, []).append(float(value.detach()))  # float(): waits for the device
                 del recent[name][:-50]
             shown = "  ".join(f"{k.removeprefix('loss_')} {np.mean(v):.3f}" for k, v in recent.items())
-            bar.update(task, advance=1, losses=shown)
             done = step + 1
+            now = time.monotonic()
+            out_of_time = deadline is not None and now >= deadline
+            if deadline is not None and done == start_step + 3:
+                calibration_start = (done, now)
+            elif calibration_start is not None and done == calibration_start[0] + config.calibration_steps:
+                rate = config.calibration_steps / (now - calibration_start[1])
+                config = replace(config, steps=_budgeted_steps(config, done=done, rate_steps_per_s=rate,
+                                                               remaining_s=deadline - now))  # type: ignore[operator]
+                calibration_start = None
+                console.print(f"time budget {config.time_budget_s:.0f} s at {rate:.2f} steps/s: "
+                              f"{config.steps} steps", highlight=False)
+            elif out_of_time:
+                console.print(f"time budget {config.time_budget_s:.0f} s spent at step {done} of {config.steps}",
+                              highlight=False)
+                config = replace(config, steps=done)
+            bar.update(task, advance=1, total=config.steps, losses=shown)
             if not console.is_terminal and (done % config.log_every == 0 or done == config.steps):
-                rate = (done - start_step) / (time.monotonic() - started)
+                rate = (done - start_step) / (now - started)
                 console.print(f"step {done}/{config.steps}  lr {learning_rate(config, step):.2e}  {shown}  ({rate:.2f} steps/s)",
                               highlight=False)
             if done % config.checkpoint_every == 0 or done == config.steps:
-                save(model, done, done == config.steps, optimizer)
+                save(model, done, done == config.steps, optimizer, config)
     model.eval()
     return {k: float(np.mean(v)) for k, v in recent.items()}
 

@@ -113,3 +113,38 @@ def test_roi_samples_per_image_is_set_on_the_model_and_checked(coco: Path) -> No
     assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 32
     with pytest.raises(ConfigError, match="roi_samples_per_image must be >= 4, got 2"):
         TrainingConfig(roi_samples_per_image=2)
+
+
+def test_scene_samples_rendered_by_workers_are_the_same_stream() -> None:
+    from itertools import islice
+
+    from pipeline.training import SceneSamples
+
+    serial = SceneSamples(seed=6, width=64, height=48, clip_frames=4, frame_stride=2, clips_interleaved=2)
+    parallel = SceneSamples(seed=6, width=64, height=48, clip_frames=4, frame_stride=2, clips_interleaved=2,
+                            workers=2, prefetch_groups=1)
+    expected = list(islice(iter(serial), 11))  # groups of 4 samples: three groups, the last one partly
+    got = list(islice(iter(parallel.skipping(1)), 10))  # the skip lands inside a group rendered by a worker
+    for a, b in zip(expected[1:], got, strict=True):
+        assert torch.equal(a.image, b.image)
+        assert torch.equal(a.target["masks"], b.target["masks"])
+        assert torch.equal(a.target["labels"], b.target["labels"])
+    with pytest.raises(ConfigError, match="workers >= 0 and prefetch_groups >= 1, got -1, 2"):
+        SceneSamples(seed=6, workers=-1)
+
+
+def test_time_budget_lowers_the_step_count_and_the_checkpoint_records_it(coco: Path) -> None:
+    from pipeline.training.loop import _budgeted_steps
+
+    config = TrainingConfig(steps=1000, time_budget_s=60)
+    assert _budgeted_steps(config, done=30, rate_steps_per_s=2.0, remaining_s=50) == 30 + 97  # 3% kept back
+    assert _budgeted_steps(config, done=30, rate_steps_per_s=100.0, remaining_s=50) == 1000  # never above steps
+    assert _budgeted_steps(config, done=30, rate_steps_per_s=0.001, remaining_s=5) == 31  # at least one more
+
+    saved: list[tuple[int, bool, int]] = []
+    model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
+    train(model, CocoFrames(coco), TrainingConfig(steps=50, batch_size=1, warmup_steps=1, time_budget_s=1e-3),
+          save=lambda m, step, final, optimizer, in_force: saved.append((step, final, in_force.steps)))
+    assert saved == [(1, True, 1)]  # the budget was spent during the first step: it stops there and saves
+    with pytest.raises(ConfigError, match="time_budget_s must be > 0 or None, got 0"):
+        TrainingConfig(time_budget_s=0)
