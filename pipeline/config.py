@@ -90,8 +90,10 @@ class ModelConfig(_Section):
     # Mask probability at or above which a pixel belongs to the instance.
     mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     # The model resizes each frame so that its short side is min_size, long side at most max_size.
-    min_size: int = Field(default=800, ge=32)
-    max_size: int = Field(default=1333, ge=32)
+    # None: the size the weights were trained at (a checkpoint records it), else the arch's default
+    # (800/1333 for the ResNet-50 models, 240/320 for maskrcnn_compact).
+    min_size: int | None = Field(default=None, ge=32)
+    max_size: int | None = Field(default=None, ge=32)
     # At most this many instances per frame (torchvision's box_detections_per_img).
     max_detections: int = Field(default=100, ge=1, le=1000)
     # auto: cuda when the actor has a GPU, else cpu.
@@ -113,7 +115,7 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _sizes(self) -> "ModelConfig":
-        if self.max_size < self.min_size:
+        if self.min_size is not None and self.max_size is not None and self.max_size < self.min_size:
             raise ValueError(f"max_size ({self.max_size}) must be >= min_size ({self.min_size})")
         if self.class_names is not None and len(self.class_names) < 2:
             raise ValueError("class_names must list the background first and at least one class")

@@ -55,7 +55,7 @@ from pipeline.engine.engine import InferenceEngine, resolve_device
 from pipeline.engine.rle import compress_counts
 from pipeline.errors import ConfigError, InferenceError, MaskstreamError
 from pipeline.frames import Yuv420Frame
-from pipeline.model.builders import ARCHS, DEFAULT_SIZES
+from pipeline.model.builders import ARCHS
 from pipeline.model.loading import load_model
 
 SCHEMA_VERSION = 1
@@ -329,7 +329,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     weights = args.weights
     if weights is None or str(weights).strip().lower() in ("", "none", "random"):
         weights = None
-    default_min, default_max = DEFAULT_SIZES[args.arch]
+    from pipeline.model import input_size
+
+    # the size the weights were trained at unless given (a random-weights model: the arch's default)
+    min_size, max_size = input_size(args.arch, weights, args.min_size, args.max_size)
     return Settings(
         arch=args.arch,
         weights=weights,
@@ -347,8 +350,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         compile_backbone=bool(args.compile_backbone),
         transfers=transfers,
         mask_threshold=float(args.mask_threshold),
-        min_size=default_min if args.min_size is None else int(args.min_size),
-        max_size=default_max if args.max_size is None else int(args.max_size),
+        min_size=min_size,
+        max_size=max_size,
         seed=int(args.seed),
     )
 
@@ -701,8 +704,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--out", type=Path, default=None, help="folder for bench.json and bench.png")
     p.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
-    p.add_argument("--min-size", type=int, default=None, help="model input short side (default: the arch's)")
-    p.add_argument("--max-size", type=int, default=None, help="model input long side at most (default: the arch's)")
+    p.add_argument("--min-size", type=int, default=None, help="model input short side (default: the weights' training size, else the arch's)")
+    p.add_argument("--max-size", type=int, default=None, help="model input long side at most (default: the weights' training size, else the arch's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the frames and of random weights (default: %(default)s)")
 
 

@@ -40,8 +40,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "%(default)s, tuned for the shipped model); none: the built-in defaults")
     p.add_argument("--pipeline-jsonl", type=Path, default=None,
                    help="score this folder's <stream>.jsonl from an earlier run instead of running the pipeline")
-    p.add_argument("--min-size", type=int, default=240, help="model input short side (default: %(default)s)")
-    p.add_argument("--max-size", type=int, default=320, help="model input long side at most (default: %(default)s)")
+    p.add_argument("--min-size", type=int, default=None,
+                   help="model input short side (default: the size the weights were trained at)")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="model input long side at most (default: the size the weights were trained at)")
     p.add_argument("--score-threshold", type=float, default=0.05,
                    help="model score threshold; low because AP needs the low-score detections (default: %(default)s)")
     p.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
@@ -72,7 +74,12 @@ def _settings(args: argparse.Namespace, *, need_model: bool) -> Any:
     for name in ("frames", "videos", "video_frames", "batch_size", "tracker_clips", "tracker_frames"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    return EngineSettings(arch=args.arch, weights=weights, min_size=args.min_size, max_size=args.max_size,
+    from pipeline.model import input_size
+
+    # resolved here, so that the report records the size the model ran at
+    min_size, max_size = input_size(args.arch, weights, args.min_size, args.max_size) if need_model else (
+        args.min_size, args.max_size)
+    return EngineSettings(arch=args.arch, weights=weights, min_size=min_size, max_size=max_size,
                           score_threshold=args.score_threshold, mask_threshold=args.mask_threshold,
                           max_detections=args.max_detections, device=args.device, precision=args.precision)
 

@@ -41,8 +41,8 @@ class EngineSettings:
 
     arch: str = "maskrcnn_compact"
     weights: str | None = None  # a checkpoint path, a torchvision weights name, or None (random weights)
-    min_size: int = 240
-    max_size: int = 320
+    min_size: int | None = None  # None: the size the weights were trained at (pipeline.model.input_size)
+    max_size: int | None = None
     score_threshold: float = EVAL_SCORE_THRESHOLD
     mask_threshold: float = 0.5
     max_detections: int = 100

@@ -34,7 +34,8 @@ class TrainingConfig:
     time_budget_s: float | None = None  # train for about this long: ``steps`` becomes an upper bound, lowered after
     #   ``calibration_steps`` to what the measured speed fits into the budget (the checkpoint records the count, so
     #   ``steps`` = that count reproduces the schedule when warmup_steps >= calibration_steps); the run also stops,
-    #   saving, when the budget is spent. For a lent machine with a fixed time; None: exactly ``steps``.
+    #   saving, when the budget is spent (the checkpoint's step is then below its schedule's ``steps``). For a lent
+    #   machine with a fixed time; None: exactly ``steps``.
     calibration_steps: int = 30  # steps timed (after 3 unmeasured ones) before the count is fixed by time_budget_s
     checkpoint_every: int = 250  # steps between resumable checkpoints (<out>.resume.pt)
     log_every: int = 25  # steps between log lines when the output is not a terminal
@@ -174,17 +175,19 @@ def train(
                 calibration_start = None
                 console.print(f"time budget {config.time_budget_s:.0f} s at {rate:.2f} steps/s: "
                               f"{config.steps} steps", highlight=False)
-            elif out_of_time:
+            elif out_of_time:  # the schedule (config.steps) stays as it was: the checkpoint says where it stopped
                 console.print(f"time budget {config.time_budget_s:.0f} s spent at step {done} of {config.steps}",
                               highlight=False)
-                config = replace(config, steps=done)
+            final = done == config.steps or out_of_time
             bar.update(task, advance=1, total=config.steps, losses=shown)
-            if not console.is_terminal and (done % config.log_every == 0 or done == config.steps):
+            if not console.is_terminal and (done % config.log_every == 0 or final):
                 rate = (done - start_step) / (now - started)
                 console.print(f"step {done}/{config.steps}  lr {learning_rate(config, step):.2e}  {shown}  ({rate:.2f} steps/s)",
                               highlight=False)
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                save(model, done, done == config.steps, optimizer, config)
+            if done % config.checkpoint_every == 0 or final:
+                save(model, done, final, optimizer, config)
+            if out_of_time:
+                break
     model.eval()
     return {k: float(np.mean(v)) for k, v in recent.items()}
 

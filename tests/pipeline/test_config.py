@@ -59,6 +59,9 @@ def test_missing_key_and_cross_field_rules() -> None:
         parse_config({"streams": [{"id": "a"}]})
     with pytest.raises(ConfigError, match=r"max_size \(100\) must be >= min_size \(200\)"):
         parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"min_size": 200, "max_size": 100}})
+    # null (the default): the size the weights were trained at, resolved when the model loads
+    sizes = parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"min_size": 200}}).model
+    assert (sizes.min_size, sizes.max_size) == (200, None)
     with pytest.raises(ConfigError, match="used twice"):
         parse_config({"streams": [{"id": "a", "url": "x"}, {"id": "a", "url": "y"}]})
     with pytest.raises(ConfigError, match=r"streams\[0\]\.id: 'a b' is not valid"):

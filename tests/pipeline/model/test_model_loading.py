@@ -71,3 +71,20 @@ def test_bad_weights_names(empty_hub: Path) -> None:
         load_model("maskrcnn_resnet50_fpn", "COCO_V9", **RUNTIME)
     with pytest.raises(InferenceError, match="unknown model arch"):
         load_model("resnet", None, **RUNTIME)
+
+
+def test_input_size_defaults_to_the_size_the_checkpoint_was_trained_at(tmp_path: Path) -> None:
+    from pipeline.model import build_model, input_size, save_checkpoint
+
+    path = tmp_path / "trained.pt"
+    model = build_model("maskrcnn_compact", num_classes=3, min_size=96, max_size=128)
+    save_checkpoint(path, model, arch="maskrcnn_compact", class_names=["bg", "a", "b"],
+                    model_kwargs={"min_size": 96, "max_size": 128})
+    assert input_size("maskrcnn_compact", str(path), None, None) == (96, 128)
+    assert input_size("maskrcnn_compact", str(path), 64, None) == (64, 128)  # what is given wins
+    assert input_size("maskrcnn_compact", None, None, None) == (240, 320)  # random weights: the arch's default
+    assert input_size("maskrcnn_resnet50_fpn", "DEFAULT", None, None) == (800, 1333)  # no file is read for a name
+    loaded = load_model("maskrcnn_compact", str(path), score_threshold=0.05, max_detections=10)
+    assert loaded.model.transform.min_size == (96,) and loaded.model.transform.max_size == 128
+    with pytest.raises(InferenceError, match="min_size 200 is above max_size 128"):
+        input_size("maskrcnn_compact", str(path), 200, None)

@@ -133,7 +133,7 @@ def test_scene_samples_rendered_by_workers_are_the_same_stream() -> None:
         SceneSamples(seed=6, workers=-1)
 
 
-def test_time_budget_lowers_the_step_count_and_the_checkpoint_records_it(coco: Path) -> None:
+def test_time_budget_fits_the_step_count_and_a_spent_budget_stops_the_run(coco: Path) -> None:
     from pipeline.training.loop import _budgeted_steps
 
     config = TrainingConfig(steps=1000, time_budget_s=60)
@@ -145,6 +145,6 @@ def test_time_budget_lowers_the_step_count_and_the_checkpoint_records_it(coco: P
     model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
     train(model, CocoFrames(coco), TrainingConfig(steps=50, batch_size=1, warmup_steps=1, time_budget_s=1e-3),
           save=lambda m, step, final, optimizer, in_force: saved.append((step, final, in_force.steps)))
-    assert saved == [(1, True, 1)]  # the budget was spent during the first step: it stops there and saves
+    assert saved == [(1, True, 50)]  # spent during the first step: it stops there, saves, and keeps the schedule
     with pytest.raises(ConfigError, match="time_budget_s must be > 0 or None, got 0"):
         TrainingConfig(time_budget_s=0)
