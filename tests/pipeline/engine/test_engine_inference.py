@@ -193,8 +193,7 @@ def test_yuv420_frames_give_the_detections_of_their_rgb() -> None:
     from pipeline.scenes import SceneConfig, SceneGenerator
 
     weights = Path(__file__).parents[3] / "pipeline" / "models" / "shapes.pt"
-    loaded = load_model("maskrcnn_compact", str(weights), min_size=240, max_size=320, score_threshold=0.3,
-                        max_detections=50)
+    loaded = load_model("maskrcnn_compact", str(weights), score_threshold=0.3, max_detections=50)  # its trained size
     engine = InferenceEngine(loaded.model, loaded.class_names)
     scenes = SceneGenerator(SceneConfig(seed=77, num_frames=40))
     yuv = [Yuv420Frame.from_rgb(f.image) for f in scenes if f.index % 13 == 0]
