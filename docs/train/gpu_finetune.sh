@@ -3,10 +3,10 @@
 # torchvision, numpy and rich only): two variants side by side on one GPU, each for a fixed time budget.
 #   usage: bash docs/train/gpu_finetune.sh OUT_DIR [BUDGET_S]
 # Writes OUT_DIR/{native,large}.pt (maskstream checkpoints) and OUT_DIR/{native,large}.log.
-#   native: the shipped input size (short side 240, long side 320)
+#   native: the compact arch's input size (short side 240, long side 320)
 #   large:  input upscaled 1.5x (360 / 480), for the small objects (< 32 px) where the model is weakest
-# Measure each afterwards: maskstream eval --weights OUT_DIR/native.pt --skip-pipeline --skip-tracker --out DIR
-# (add --min-size 360 --max-size 480 for the large one).
+# Measure each afterwards (eval runs a checkpoint at the input size it records):
+#   maskstream eval --weights OUT_DIR/native.pt --skip-pipeline --skip-tracker --out DIR
 set -uo pipefail
 out=${1:?usage: gpu_finetune.sh OUT_DIR [BUDGET_S]}
 budget=${2:-470}

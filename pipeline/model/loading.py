@@ -79,11 +79,16 @@ def input_size(arch: str, weights: str | None, min_size: int | None, max_size: i
     A model runs best at the scale it was trained at: the shipped compact model was trained on frames
     upscaled to 360/480, and runs markedly worse at its arch's default 240/320.
     """
-    if arch not in ARCHS:
-        raise InferenceError(f"unknown model arch {arch!r}; expected one of {', '.join(ARCHS)}")
     trained: dict[str, Any] = {}
     if (min_size is None or max_size is None) and _is_checkpoint_path(weights):
         trained = load_checkpoint(Path(str(weights).strip()).expanduser())["model_kwargs"]
+    return _resolve_size(arch, trained, min_size, max_size)
+
+
+def _resolve_size(arch: str, trained: dict[str, Any], min_size: int | None, max_size: int | None) -> tuple[int, int]:
+    """:func:`input_size` once the checkpoint's ``model_kwargs`` (``trained``; ``{}`` for none) are read."""
+    if arch not in ARCHS:
+        raise InferenceError(f"unknown model arch {arch!r}; expected one of {', '.join(ARCHS)}")
     default_min, default_max = DEFAULT_SIZES[arch]
     resolved_min = int(min_size if min_size is not None else trained.get("min_size", default_min))
     resolved_max = int(max_size if max_size is not None else trained.get("max_size", default_max))
@@ -109,12 +114,16 @@ def load_model(
     ``arch_kwargs`` only apply to random weights (a checkpoint brings its own ``model_kwargs``).
     ``min_size``/``max_size`` of ``None``: see :func:`input_size`.
     """
-    min_size, max_size = input_size(arch, weights, min_size, max_size)
-    runtime = dict(
+    if arch not in ARCHS:
+        raise InferenceError(f"unknown model arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    runtime: dict[str, Any] = dict(
         min_size=min_size, max_size=max_size, score_threshold=score_threshold, max_detections=max_detections
     )
     names = None if class_names is None else tuple(str(n) for n in class_names)
     spec = None if weights is None else str(weights).strip()
+    if _is_checkpoint_path(spec):  # the sizes are resolved from the checkpoint it reads anyway
+        return _load_local_checkpoint(arch, Path(str(spec)).expanduser(), names, runtime)
+    runtime["min_size"], runtime["max_size"] = _resolve_size(arch, {}, min_size, max_size)
 
     if spec is None or spec.lower() == "none" or spec == "":
         if names is None:
@@ -124,9 +133,7 @@ def load_model(
         model = build_model(arch, num_classes=len(names), **runtime, **arch_kwargs)
         return LoadedModel(model=model, class_names=names, arch=arch, source="random")
 
-    if _looks_like_torchvision_weights(spec):
-        return _load_torchvision(arch, spec, names, runtime)
-    return _load_local_checkpoint(arch, Path(spec).expanduser(), names, runtime)
+    return _load_torchvision(arch, spec, names, runtime)
 
 
 def _looks_like_torchvision_weights(spec: str) -> bool:
@@ -151,6 +158,9 @@ def _load_local_checkpoint(
             f"{len(names)} class_names were given"
         )
     model_kwargs = {k: v for k, v in ckpt["model_kwargs"].items() if k not in RUNTIME_KWARGS}
+    runtime = {**runtime}
+    runtime["min_size"], runtime["max_size"] = _resolve_size(arch, ckpt["model_kwargs"], runtime["min_size"],
+                                                            runtime["max_size"])
     try:
         model = build_model(arch, num_classes=len(ckpt_names), **runtime, **model_kwargs)
     except InferenceError as exc:

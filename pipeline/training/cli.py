@@ -42,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the checkpoint is written for any device)")
     p.add_argument("--workers", type=int, default=0,
                    help="--synthetic: processes rendering scenes ahead of the training (the same stream for any "
-                        "count; a GPU needs several: one core renders about 300 samples/s)")
+                        "count; a GPU needs several: one core renders about 110 samples/s at 320x240)")
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="train about this long: --steps becomes an upper bound, lowered to what the speed of the "
                         "first steps fits (the checkpoint records the count)")
