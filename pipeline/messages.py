@@ -69,6 +69,9 @@ class FrameMeta:
     captured_at: float
     width: int
     height: int
+    # The incarnation of the source actor that sent the frame (0 for its first start, +1 per restart):
+    # the stream's output ignores results of an incarnation older than the one now attached. Never published.
+    epoch: int = 0
 
     def __post_init__(self) -> None:
         if self.index < 0 or self.seq < 0:
@@ -282,11 +285,71 @@ class FrameMessage:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-Message = Union[FrameMessage, StreamEnd]
+STATUS_STATES: tuple[str, ...] = (
+    "connecting",  # a live source is opening its stream (first time)
+    "live",  # a live source delivers frames
+    "stalled",  # no frame for stall_timeout_s (the watchdog fired)
+    "reconnecting",  # a live source lost its stream and waits `attempt`'s backoff before opening again
+    "recovered",  # a live source delivers again after reconnecting (downtime_s, lost say what it cost)
+    "failed",  # a source gave up (give_up_after_s spent) or an actor of the stream could not be recovered
+    "restarted",  # an actor of the stream (``actor``) died and was restarted; the run goes on
+    "sink_unavailable",  # a sink (``actor`` names it, e.g. "redis") cannot write; messages are buffered
+    "sink_recovered",  # that sink writes again; ``lost`` messages could not be kept (buffer full)
+)
+"""Every ``state`` a status event may carry. New states may be added; none is ever renamed."""
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A change in a stream's health, published in order with its frames (before frame ``seq``).
+
+    - ``state``: one of ``STATUS_STATES``; ``reason``: a human-readable cause (``None`` when obvious).
+    - ``attempt``: the reconnect attempt (1, 2, ...) for ``reconnecting``/``recovered``.
+    - ``at``: wall-clock time (Unix seconds) of the change.
+    - ``actor``: the actor or sink concerned (``"source"``, ``"output"``, ``"dispatcher"``,
+      ``"inference[1]"``, ``"redis"``...), ``None`` for a source's own connection states.
+    - ``lost``: frames (or, for a sink, messages) the change cost, when known: a live stream's gap,
+      a sink's undelivered messages. ``downtime_s``: seconds between the failure and the recovery.
+    - ``seq``: the ``seq`` of the first frame published after this event (the event precedes it).
+    """
+
+    stream_id: str
+    state: str
+    at: float
+    seq: int = 0
+    reason: str | None = None
+    attempt: int | None = None
+    actor: str | None = None
+    lost: int | None = None
+    downtime_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in STATUS_STATES:
+            raise MessageError(f"stream {self.stream_id!r}: status state must be one of {STATUS_STATES}, got {self.state!r}")
+        if self.seq < 0:
+            raise MessageError(f"stream {self.stream_id!r}: status seq must be >= 0, got {self.seq}")
+
+    def to_json(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "status",
+            "v": SCHEMA_VERSION,
+            "stream": self.stream_id,
+            "state": self.state,
+            "at": self.at,
+            "seq": self.seq,
+        }
+        for key, value in (("reason", self.reason), ("attempt", self.attempt), ("actor", self.actor),
+                           ("lost", self.lost), ("downtime_s", self.downtime_s)):
+            if value is not None:
+                message[key] = value
+        return message
+
+
+Message = Union[FrameMessage, StreamEnd, StreamStatus]
 
 
 def parse_message(data: dict[str, Any]) -> Message:
-    """Parse one JSON message (already ``json.loads``-ed) into a ``FrameMessage`` or ``StreamEnd``."""
+    """Parse one JSON message (already ``json.loads``-ed) into a ``FrameMessage``, ``StreamEnd`` or ``StreamStatus``."""
     if not isinstance(data, dict):
         raise MessageError(f"message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -298,6 +361,18 @@ def parse_message(data: dict[str, Any]) -> Message:
                 decoded=int(data.get("decoded", 0)),
                 dropped=int(data.get("dropped", 0)),
                 error=data.get("error"),
+            )
+        if kind == "status":
+            return StreamStatus(
+                stream_id=str(data["stream"]),
+                state=str(data["state"]),
+                at=float(data["at"]),
+                seq=int(data.get("seq", 0)),
+                reason=None if data.get("reason") is None else str(data["reason"]),
+                attempt=None if data.get("attempt") is None else int(data["attempt"]),
+                actor=None if data.get("actor") is None else str(data["actor"]),
+                lost=None if data.get("lost") is None else int(data["lost"]),
+                downtime_s=None if data.get("downtime_s") is None else float(data["downtime_s"]),
             )
         if kind == "frame":
             pts = float(data["pts"])
@@ -318,4 +393,4 @@ def parse_message(data: dict[str, Any]) -> Message:
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError(f"{kind} message for stream {data.get('stream')!r} is not valid: {exc!r}") from exc
-    raise MessageError(f"message type must be 'frame' or 'end', got {kind!r}")
+    raise MessageError(f"message type must be 'frame', 'status' or 'end', got {kind!r}")

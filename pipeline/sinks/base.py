@@ -1,9 +1,12 @@
 """The sink protocol and the helpers every sink shares.
 
 A sink receives one stream's results, in frame order, from the one Ray actor that owns
-the stream's output: ``start(info)`` once, ``write(result, image)`` per frame, ``end(end)``
-after the last frame, and ``close()`` always (also after errors, also without ``end``).
-Sinks are not thread-safe; the owning actor calls them from one thread.
+the stream's output: ``start(info)`` once (or ``resume(info)`` when that actor was restarted
+after a crash), ``write(result, image)`` per frame and ``status(event)`` per status event, in
+order, ``end(end)`` after the last frame, and ``close()`` always (also after errors, also
+without ``end``). ``end`` may come without ``start``/``resume`` when the stream failed before
+it opened: the sink then writes just the end message and leaves no previous run's output
+looking valid. Sinks are not thread-safe; the owning actor calls them from one thread.
 
 Every failure is raised as ``SinkError`` whose message names the sink, the stream and
 the cause.
@@ -18,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.errors import SinkError
-from pipeline.messages import FrameResult, StreamEnd, StreamInfo
+from pipeline.messages import FrameResult, StreamEnd, StreamInfo, StreamStatus
 
 # A stream id used as a file name: a letter or digit, then letters, digits, '.', '_', '-'.
 # No path separators, no leading dot (no hidden files, no '.' / '..'), no spaces, at most 128.
@@ -35,8 +38,19 @@ class Sink(Protocol):
     def start(self, info: StreamInfo) -> None:
         """Open the output for the stream ``info`` describes."""
 
+    def resume(self, info: StreamInfo) -> int | None:
+        """Open the output again after the owning actor died, keeping what is already written.
+
+        Returns the first ``seq`` this sink still needs (the owner skips lower ones, so nothing is
+        written twice), or ``None`` when the sink cannot know (pub/sub without history, video):
+        such a sink takes every frame from the owner's own resume point.
+        """
+
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         """Write one frame's result; called in frame order. ``image`` is ``uint8 (H, W, 3)`` RGB or ``None``."""
+
+    def status(self, event: StreamStatus) -> None:
+        """Write one status event, in order with the frames (a sink without a place for it ignores it)."""
 
     def end(self, end: StreamEnd) -> None:
         """Write the end of the stream (after the last frame) and finish the output."""
