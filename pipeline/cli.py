@@ -15,12 +15,17 @@ DEFAULT_CONFIG = "pipeline.yaml"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from actors.graph import PipelineRunner
     from pipeline.config import load_config
+    from pipeline.preflight import preflight
 
     config = load_config(args.config, args.set or [])
+    # Missing files, unwritable folders, more streams than this machine holds: refused now, in a second,
+    # rather than after Ray and the model started (imported only afterwards: importing Ray alone takes seconds).
+    preflight(config, source=str(args.config))
     if args.no_progress:
         config = config.model_copy(update={"run": config.run.model_copy(update={"progress": False})})
+    from actors.graph import PipelineRunner
+
     # Not a terminal (CI, a log file): a fixed, wide width so that tables are not cut to 80 columns.
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     report = PipelineRunner(config, console=console).run()

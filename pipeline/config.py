@@ -8,13 +8,20 @@ whose lines each name the YAML path, the value and what was expected, e.g.::
       streams[1].url: field required
       inference.max_batch_size: 0 is not valid: Input should be greater than or equal to 1
 
-Relative paths in the file (video files, checkpoint, sink folders) are resolved against
-the folder of the config file, so a config works from any working directory.
+Relative paths in the file (video files, ``file://`` urls, checkpoint, sink folders) are resolved
+against the folder of the config file, so a config works from any working directory.
+
+The file itself is read defensively: at most :data:`MAX_CONFIG_BYTES`, UTF-8 only, and YAML anchors
+and aliases are refused (a few lines of nested aliases expand to gigabytes: "billion laughs").
+Values are never shown in full in an error (see :func:`pipeline.naming.show_value`).
+Whether the files named exist, and whether the machine can hold the streams, is checked after
+loading by :func:`pipeline.preflight.preflight`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +29,58 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.naming import (
+    STREAM_ID_RULE,
+    SUPPORTED_SCHEMES,
+    is_valid_stream_id,
+    local_path,
+    show_value,
+    supported_schemes_text,
+    url_scheme,
+    weights_is_path,
+)
+from pipeline.tracker_params import TRACKING_BOUNDS, score_order_problems
 
-_STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://", "synthetic:")
+# A pipeline config is a few kilobytes (the shipped one: 7 KiB; a thousand streams: about 100 KiB);
+# anything above this is not a config and is refused before it is parsed.
+MAX_CONFIG_BYTES = 1024 * 1024
+# Deepest nesting of YAML collections accepted; a config needs 4 (streams[0].options.key). Deeper
+# nesting is refused because PyYAML composes nodes recursively (a file of "[[[[..." would overflow the stack).
+MAX_YAML_DEPTH = 64
+# Problems listed in one ConfigError at most (a generated config can have thousands); the rest are counted.
+MAX_PROBLEMS_SHOWN = 50
+
+
+class _RefusedYaml(yaml.MarkedYAMLError):
+    """Valid YAML that a config file may not use (anchors, aliases, deep nesting)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases, and with a nesting limit."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _RefusedYaml(
+                None, None, "YAML anchors and aliases (&name, *name, <<: *name) are not allowed in a config file; "
+                "write the values out", event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _RefusedYaml(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep; a config needs 4", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML by :class:`_ConfigLoader`; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Section(BaseModel):
@@ -43,6 +99,23 @@ class RayConfig(_Section):
     num_cpus: int | None = Field(default=None, ge=1)
 
 
+class ReconnectConfig(_Section):
+    # After a live stream drops (error, end, or stall_timeout_s without a frame), it is reopened with a
+    # growing wait between attempts: initial_s first, growing up to max_s. 0.5 s rides out a camera's brief
+    # glitch without hammering it; 30 s keeps a long outage from flooding the camera and the logs.
+    initial_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    max_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    # Seconds of failed reconnection after which the stream fails; null: never give up (a camera that
+    # comes back after an hour's outage is picked up again, which is what an always-on pipeline wants).
+    give_up_after_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ReconnectConfig":
+        if self.max_s < self.initial_s:
+            raise ValueError(f"max_s ({self.max_s}) must be >= initial_s ({self.initial_s}): it caps the growing wait")
+        return self
+
+
 class StreamConfig(_Section):
     id: str
     url: str
@@ -57,24 +130,34 @@ class StreamConfig(_Section):
     read_timeout_s: float = Field(default=10.0, gt=0)
     # FFmpeg options passed to the demuxer, e.g. {rtsp_transport: udp}.
     options: dict[str, str] = Field(default_factory=dict)
+    # Watchdog: a live stream with no frame for this many seconds is treated as dropped and reconnected,
+    # whatever FFmpeg's read_timeout_s does (a server can keep a connection open and send nothing).
+    # 15 s: well above a camera's keyframe interval and brief network hiccups, short enough to notice.
+    stall_timeout_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    # How a dropped live stream is reconnected (see ReconnectConfig).
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
 
     @field_validator("id")
     @classmethod
     def _id_is_safe(cls, value: str) -> str:
-        if not _STREAM_ID.match(value):
-            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (it names files and channels)")
+        if not is_valid_stream_id(value):
+            raise ValueError(f"must be {STREAM_ID_RULE}")
         return value
 
     @field_validator("url")
     @classmethod
-    def _url_not_empty(cls, value: str) -> str:
+    def _url_is_supported(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must be a file path, a stream URL (rtsp://, rtmp://, http(s)://, udp://) or synthetic:...")
+            raise ValueError(f"must not be empty: use {supported_schemes_text()}")
+        scheme = url_scheme(value)
+        if scheme is not None and scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(f"unsupported URL scheme {show_value(scheme)}; use {supported_schemes_text()}")
         return value
 
     @property
     def is_file(self) -> bool:
-        return not self.url.startswith(_URL_SCHEMES)
+        """Whether the url is a local file (a plain path or ``file://``), as opposed to a network or synthetic stream."""
+        return local_path(self.url) is not None
 
 
 class ModelConfig(_Section):
@@ -140,33 +223,32 @@ class InferenceConfig(_Section):
     transfer_format: Literal["yuv420", "rgb"] = "yuv420"
 
 
+def _tracking_field(name: str, default: float | int | None) -> Any:
+    """A ``Field`` with the range ByteTracker accepts for ``name`` (pipeline.tracker_params, the one definition)."""
+    return Field(default=default, **TRACKING_BOUNDS[name].field_kwargs())
+
+
 class TrackingConfig(_Section):
     enabled: bool = True
-    # See pipeline.tracking.ByteTracker for the trade-off of each threshold.
-    high_score_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
-    low_score_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
-    new_track_score_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
-    match_iou_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
-    low_match_iou_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
-    lost_track_buffer_frames: int = Field(default=30, ge=0)
-    min_hits_to_confirm: int = Field(default=1, ge=1)
+    # See pipeline.tracking.ByteTracker for the trade-off of each threshold; the ranges are its own.
+    high_score_threshold: float = _tracking_field("high_score_threshold", 0.6)
+    low_score_threshold: float = _tracking_field("low_score_threshold", 0.1)
+    new_track_score_threshold: float = _tracking_field("new_track_score_threshold", 0.7)
+    match_iou_threshold: float = _tracking_field("match_iou_threshold", 0.2)
+    low_match_iou_threshold: float = _tracking_field("low_match_iou_threshold", 0.3)
+    lost_track_buffer_frames: int = _tracking_field("lost_track_buffer_frames", 30)
+    min_hits_to_confirm: int = _tracking_field("min_hits_to_confirm", 1)
     use_mask_iou: bool = False
     class_aware: bool = False
     # A detection whose mask overlaps a higher-scoring one's by this mask IoU is a duplicate (Mask R-CNN
     # suppresses overlaps per class only) and gets no track; null: off. See ByteTracker for the trade-off.
-    duplicate_mask_iou_threshold: float | None = Field(default=0.3, gt=0.0, le=1.0)
+    duplicate_mask_iou_threshold: float | None = _tracking_field("duplicate_mask_iou_threshold", 0.3)
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackingConfig":
-        if self.low_score_threshold > self.high_score_threshold:
-            raise ValueError(
-                f"low_score_threshold ({self.low_score_threshold}) must be <= high_score_threshold ({self.high_score_threshold})"
-            )
-        if self.new_track_score_threshold < self.high_score_threshold:
-            raise ValueError(
-                f"new_track_score_threshold ({self.new_track_score_threshold}) must be >= high_score_threshold "
-                f"({self.high_score_threshold}): only high-score detections start tracks"
-            )
+        problems = score_order_problems(self.high_score_threshold, self.low_score_threshold, self.new_track_score_threshold)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -183,6 +265,9 @@ class RedisSinkConfig(_Section):
     channel: str = "masks:{stream}"
     # Also keep the last N messages of each stream in the Redis stream "<channel>:history" (0: off).
     history_maxlen: int = Field(default=0, ge=0)
+    # Messages of one stream kept while Redis is unreachable, sent when it is back (the oldest are dropped
+    # beyond). 1000: over a minute of a 10 fps stream, a few MB of masks as RLE per stream.
+    buffer_frames: int = Field(default=1000, ge=1)
 
     @field_validator("channel")
     @classmethod
@@ -215,6 +300,22 @@ class RunConfig(_Section):
     drain_timeout_s: float = Field(default=60.0, gt=0)
     # Show progress bars (turned off automatically when the output is not a terminal).
     progress: bool = True
+    # Most streams one pipeline may run: each stream starts a source, a tracker and a sink actor (a
+    # process each). 256 is far above what one machine holds (see pipeline.preflight) and bounds a
+    # generated config that went wrong; raise it for a large cluster.
+    max_streams: int = Field(default=256, ge=1)
+
+
+class SupervisionConfig(_Section):
+    # Times each actor is restarted after its process dies before its streams fail. 5 rides out a few
+    # crashes (out of memory, a killed process) while a crash loop still ends in a clear failure.
+    max_restarts: int = Field(default=5, ge=0)
+    # Times a batch is re-run on another inference replica after the replica died. 3: a batch that kills
+    # every replica it reaches (a poison frame) stops after three replicas instead of taking the pool down.
+    max_batch_retries: int = Field(default=3, ge=0)
+    # A source that has waited this long for acknowledgements asks whether a downstream actor restarted
+    # (its frames in flight would then be lost). 1 s: a restart is noticed quickly, for one cheap call a second.
+    probe_interval_s: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
 class PipelineConfig(_Section):
@@ -226,6 +327,7 @@ class PipelineConfig(_Section):
     backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     @field_validator("streams")
     @classmethod
@@ -237,22 +339,20 @@ class PipelineConfig(_Section):
             seen.add(stream.id)
         return streams
 
+    @model_validator(mode="after")
+    def _stream_count(self) -> "PipelineConfig":
+        if len(self.streams) > self.run.max_streams:
+            raise ValueError(
+                f"streams has {len(self.streams)} entries, more than run.max_streams ({self.run.max_streams}); "
+                "run fewer streams per pipeline, or raise run.max_streams"
+            )
+        return self
+
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     """Read ``path``, apply ``--set`` overrides (``a.b[0].c=value``, value parsed as YAML), validate."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    raw = _parse_yaml(_read_text(path), path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -260,6 +360,55 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for override in overrides:
         apply_override(raw, override)
     return parse_config(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def _read_text(path: Path) -> str:
+    """The config file's text: at most ``MAX_CONFIG_BYTES``, UTF-8; every failure a ``ConfigError`` naming ``path``."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: the file is larger than {MAX_CONFIG_BYTES // 1024} KiB, the most a config file may be; "
+            "is it the right file?"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: is not UTF-8 text: byte {exc.start} (line {line}) is {data[exc.start:exc.start + 1]!r}; "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        return _load_yaml(text)
+    except _RefusedYaml as exc:
+        raise ConfigError(f"{path}:{_where(exc.problem_mark)}: {exc.problem}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{path}:{_where(exc.problem_mark)} is not valid YAML: {exc.problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError(
+            f"{path}: line {line} is not valid YAML: the character U+{ord(char):04X} at position {exc.position} "
+            "is not allowed (YAML accepts printable characters, tabs and line breaks only)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML: {show_value(str(exc), max_chars=300)}") from None
+
+
+def _where(mark: Any) -> str:
+    """`` line L, column C`` of a YAML error (1-based), or nothing when PyYAML gave no position."""
+    return f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "config", base_dir: Path | None = None) -> PipelineConfig:
@@ -272,34 +421,43 @@ def parse_config(raw: dict[str, Any], *, source: str = "config", base_dir: Path 
 
 
 def format_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
-    problems = []
-    for error in exc.errors():
-        loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
-        yaml_path = _yaml_path(loc)
-        present, value = _lookup(raw, loc)
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            problems.append(f"{yaml_path}: required key is missing")
-        elif error["type"] == "extra_forbidden":
-            problems.append(f"{yaml_path}: unknown key (value {value!r}); check its spelling against pipeline.yaml")
-        elif present and not isinstance(value, (dict, list)):
-            problems.append(f"{yaml_path}: {value!r} is not valid: {message}")
-        else:
-            problems.append(f"{yaml_path}: {message}")
+    problems = [_problem_line(error, raw) for error in exc.errors()]
     count = len(problems)
     header = f"{source}: {count} problem{'s' if count != 1 else ''}"
-    return header + "".join(f"\n  {p}" for p in problems)
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    if count > len(shown):
+        shown.append(f"... and {count - len(shown)} more")
+    return header + "".join(f"\n  {p}" for p in shown)
+
+
+def _problem_line(error: Any, raw: Any) -> str:
+    """One problem: the YAML path, the value (cut short) and what was expected."""
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    yaml_path = _yaml_path(loc)
+    present, value = _lookup(raw, loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{yaml_path}: required key is missing"
+    if error["type"] == "extra_forbidden":
+        return f"{yaml_path}: unknown key (value {show_value(value)}); check its spelling against pipeline.yaml"
+    if not loc:
+        return message  # a rule across sections: the message names the keys itself
+    if present and not isinstance(value, (dict, list)):
+        return f"{yaml_path}: {show_value(value)} is not valid: {message}"
+    return f"{yaml_path}: {message}"
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
     """Apply one ``path=value`` to the raw mapping; ``path`` is dotted with ``[i]`` list indexes."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {override!r}: expected path=value, e.g. inference.replicas=2 or streams[0].url=clip.mp4")
+        raise ConfigError(f"--set {show_value(override)}: expected path=value, e.g. inference.replicas=2 or streams[0].url=clip.mp4")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _load_yaml(text) if text.strip() else None
+    except _RefusedYaml as exc:
+        raise ConfigError(f"--set {show_value(override)}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {override!r}: the value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"--set {show_value(override)}: the value is not valid YAML: {show_value(str(exc), max_chars=300)}") from None
     parts = _split_path(key.strip(), override)
     node: Any = raw
     for i, part in enumerate(parts):
@@ -307,14 +465,14 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 have = len(node) if isinstance(node, list) else 0
-                raise ConfigError(f"--set {override!r}: {_yaml_path(parts[: i + 1])} does not exist (the list has {have} entries)")
+                raise ConfigError(f"--set {show_value(override)}: {_yaml_path(parts[: i + 1])} does not exist (the list has {have} entries)")
             if last:
                 node[part] = value
             else:
                 node = node[part]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {override!r}: {_yaml_path(parts[:i])} is not a mapping")
+                raise ConfigError(f"--set {show_value(override)}: {_yaml_path(parts[:i])} is not a mapping")
             if last:
                 node[part] = value
             else:
@@ -328,7 +486,7 @@ def _split_path(key: str, override: str) -> list[str | int]:
     for token in key.split("."):
         match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)", token)
         if match is None:
-            raise ConfigError(f"--set {override!r}: {token!r} is not a key (letters, digits, '_', optional [index])")
+            raise ConfigError(f"--set {show_value(override)}: {show_value(token)} is not a key (letters, digits, '_', optional [index])")
         parts.append(match.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
     return parts
@@ -340,7 +498,8 @@ def _yaml_path(loc: list[Any] | tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)
+            out += ("." if out else "") + (key if len(key) <= 60 else show_value(key, max_chars=60))
     return out or "(top level)"
 
 
@@ -357,16 +516,14 @@ def _lookup(raw: Any, loc: list[Any]) -> tuple[bool, Any]:
 
 
 def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
-    def resolve(p: Path) -> Path:
-        return p if p.is_absolute() else base_dir / p
+    def resolve(given: str | Path) -> Path:
+        path = Path(given).expanduser()
+        return path if path.is_absolute() else base_dir / path
 
-    streams = [
-        s.model_copy(update={"url": str(resolve(Path(s.url)))}) if s.is_file and not Path(s.url).is_absolute() else s
-        for s in config.streams
-    ]
+    streams = [_resolve_stream_url(s, resolve) for s in config.streams]
     model = config.model
-    if model.weights is not None and _looks_like_path(model.weights):
-        model = model.model_copy(update={"weights": str(resolve(Path(model.weights)))})
+    if weights_is_path(model.weights):
+        model = model.model_copy(update={"weights": str(resolve(str(model.weights).strip()))})
     sinks = config.sinks
     updates: dict[str, Any] = {}
     if sinks.video is not None:
@@ -376,5 +533,9 @@ def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
     return config.model_copy(update={"streams": streams, "model": model, "sinks": sinks.model_copy(update=updates)})
 
 
-def _looks_like_path(weights: str) -> bool:
-    return "/" in weights or weights.endswith((".pt", ".pth"))
+def _resolve_stream_url(stream: StreamConfig, resolve: Callable[[str | Path], Path]) -> StreamConfig:
+    """A file stream's url as an absolute plain path (``file://`` urls too); other urls unchanged."""
+    path = local_path(stream.url)
+    if path is None or (path == stream.url and Path(path).is_absolute()):
+        return stream
+    return stream.model_copy(update={"url": str(resolve(path))})

@@ -41,6 +41,7 @@ from torchvision.models.detection import MaskRCNN
 from pipeline.errors import InferenceError
 from pipeline.model.builders import ARCHS, DEFAULT_SIZES, RUNTIME_KWARGS, build_model
 from pipeline.model.checkpoint import apply_norm_eps, load_checkpoint, load_state_dict_into
+from pipeline.naming import is_random_weights, weights_is_path
 
 #: Seconds for the reachability probe of the weights' host (DNS and TCP connect together).
 PROBE_TIMEOUT_S = 3.0
@@ -67,9 +68,8 @@ def hub_checkpoint_dir() -> Path:
 
 
 def _is_checkpoint_path(spec: str | None) -> bool:
-    if spec is None or spec.strip().lower() in ("", "none"):
-        return False
-    return not _looks_like_torchvision_weights(spec.strip())
+    # The one rule, shared with the config (which resolves relative paths) and the preflight (which checks the file).
+    return weights_is_path(spec)
 
 
 def input_size(arch: str, weights: str | None, min_size: int | None, max_size: int | None) -> tuple[int, int]:
@@ -125,7 +125,7 @@ def load_model(
         return _load_local_checkpoint(arch, Path(str(spec)).expanduser(), names, runtime)
     runtime["min_size"], runtime["max_size"] = _resolve_size(arch, {}, min_size, max_size)
 
-    if spec is None or spec.lower() == "none" or spec == "":
+    if is_random_weights(spec):
         if names is None:
             names = default_class_names(DEFAULT_NUM_CLASSES)
         if len(names) < 2:
@@ -134,12 +134,6 @@ def load_model(
         return LoadedModel(model=model, class_names=names, arch=arch, source="random")
 
     return _load_torchvision(arch, spec, names, runtime)
-
-
-def _looks_like_torchvision_weights(spec: str) -> bool:
-    if os.path.exists(spec) or spec.endswith((".pt", ".pth")) or "/" in spec or os.sep in spec:
-        return False
-    return spec == "DEFAULT" or re.fullmatch(r"([A-Za-z0-9_]+\.)?[A-Z][A-Z0-9_]*", spec) is not None
 
 
 def _load_local_checkpoint(

@@ -15,18 +15,13 @@ the cause.
 from __future__ import annotations
 
 import json
-import re
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from pipeline.errors import SinkError
 from pipeline.messages import FrameResult, StreamEnd, StreamInfo, StreamStatus
-
-# A stream id used as a file name: a letter or digit, then letters, digits, '.', '_', '-'.
-# No path separators, no leading dot (no hidden files, no '.' / '..'), no spaces, at most 128.
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
+from pipeline.naming import STREAM_ID_MAX_LEN, STREAM_ID_RULE, is_valid_stream_id, show_value
 
 @runtime_checkable
 class Sink(Protocol):
@@ -62,12 +57,13 @@ class Sink(Protocol):
 def check_stream_id(stream_id: str, sink: str) -> str:
     """Return ``stream_id`` if it is safe as a file name, else raise ``SinkError``.
 
-    Ids are refused rather than sanitised: sanitising could map two streams onto one file.
+    Ids are refused rather than sanitised: sanitising could map two streams onto one file. The rule is
+    :func:`pipeline.naming.is_valid_stream_id`, the one the config applies to ``streams[].id``.
     """
-    if not isinstance(stream_id, str) or _SAFE_ID.fullmatch(stream_id) is None:
+    if not is_valid_stream_id(stream_id):
         raise SinkError(
-            f"{sink} for stream {stream_id!r}: the stream id is not a safe file name "
-            "(use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+            f"{sink} for stream {show_value(stream_id, max_chars=2 * STREAM_ID_MAX_LEN + 8)}: the stream id is "
+            f"not a safe file name (use {STREAM_ID_RULE})"
         )
     return stream_id
 

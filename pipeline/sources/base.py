@@ -8,7 +8,6 @@ message names the stream id, the url and the cause (see ``error_prefix``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -16,19 +15,31 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.messages import StreamInfo
-
-SYNTHETIC_PREFIX = "synthetic:"
-"""URLs starting with this are served by ``SyntheticSource`` (see ``pipeline.scenes``)."""
-
-LIVE_SCHEMES: frozenset[str] = frozenset(
-    {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp"}
+from pipeline.naming import (
+    FILE_SCHEMES,
+    LIVE_SCHEMES,
+    SUPPORTED_SCHEMES,
+    SYNTHETIC_PREFIX,
+    local_path,
+    supported_schemes_text,
+    url_scheme,
 )
-"""URL schemes of network streams: live, naturally paced by the sender, no known length."""
 
-FILE_SCHEMES: frozenset[str] = frozenset({"file"})
-"""URL schemes of local files (a plain path has no scheme at all)."""
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# The url rules are defined once in pipeline.naming (standard library only, so that the config can use
+# them without importing PyAV); the sources' names for them stay importable from here.
+__all__ = [
+    "FILE_SCHEMES",
+    "LIVE_SCHEMES",
+    "SUPPORTED_SCHEMES",
+    "SYNTHETIC_PREFIX",
+    "DecodedFrame",
+    "FrameSource",
+    "error_prefix",
+    "is_live_url",
+    "local_path",
+    "supported_schemes_text",
+    "url_scheme",
+]
 
 
 @dataclass(frozen=True)
@@ -79,14 +90,6 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Stop and release the stream; idempotent."""
         ...
-
-
-def url_scheme(url: str) -> str | None:
-    """The lower-case scheme of ``scheme://...`` (``"synthetic"`` for ``synthetic:...``); ``None`` for a plain path."""
-    if url.startswith(SYNTHETIC_PREFIX):
-        return "synthetic"
-    match = _SCHEME_RE.match(url)
-    return match.group(1).lower() if match else None
 
 
 def is_live_url(url: str) -> bool:

@@ -39,7 +39,6 @@ changes).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,26 +47,12 @@ import numpy as np
 from pipeline.errors import ConfigError, MaskstreamError
 from pipeline.tracking.kalman import KalmanFilter, xyxy_to_cxcywh
 from pipeline.tracking.matching import box_iou, linear_assignment, mask_duplicates, mask_iou, shift_rle
+from pipeline.tracker_params import check_param, score_order_problems
 from pipeline.tracking.track import Track, TrackState
 
 
 class TrackingError(MaskstreamError):
     """The input of one :meth:`ByteTracker.update` call is malformed; the message says which array and why."""
-
-
-def _check_fraction(name: str, value: Any, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"ByteTracker: {name} must be a number in {'[0' if allow_zero else '(0'}, 1], got {value!r}")
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value <= 1):
-        raise ConfigError(f"ByteTracker: {name} must be in {'[0' if allow_zero else '(0'}, 1], got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"ByteTracker: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -154,30 +139,22 @@ class ByteTracker:
         class_aware: bool = False,
         duplicate_mask_iou_threshold: float | None = 0.3,
     ) -> None:
-        self.high_score_threshold = _check_fraction("high_score_threshold", high_score_threshold)
-        self.low_score_threshold = _check_fraction("low_score_threshold", low_score_threshold)
-        if self.low_score_threshold > self.high_score_threshold:
-            raise ConfigError(
-                f"ByteTracker: low_score_threshold ({low_score_threshold!r}) must be <= "
-                f"high_score_threshold ({high_score_threshold!r})"
-            )
-        self.new_track_score_threshold = _check_fraction("new_track_score_threshold", new_track_score_threshold)
-        if self.new_track_score_threshold < self.high_score_threshold:
-            raise ConfigError(
-                f"ByteTracker: new_track_score_threshold ({new_track_score_threshold!r}) must be >= "
-                f"high_score_threshold ({high_score_threshold!r}): only high-score detections start tracks"
-            )
-        self.match_iou_threshold = _check_fraction("match_iou_threshold", match_iou_threshold, allow_zero=False)
-        self.low_match_iou_threshold = _check_fraction(
-            "low_match_iou_threshold", low_match_iou_threshold, allow_zero=False
-        )
-        self.lost_track_buffer_frames = _check_int("lost_track_buffer_frames", lost_track_buffer_frames, 0)
-        self.min_hits_to_confirm = _check_int("min_hits_to_confirm", min_hits_to_confirm, 1)
+        # The ranges and the ordering rule are pipeline.tracker_params', shared with the config's tracking: section.
+        self.high_score_threshold = float(check_param("high_score_threshold", high_score_threshold))
+        self.low_score_threshold = float(check_param("low_score_threshold", low_score_threshold))
+        self.new_track_score_threshold = float(check_param("new_track_score_threshold", new_track_score_threshold))
+        order = score_order_problems(self.high_score_threshold, self.low_score_threshold, self.new_track_score_threshold)
+        if order:
+            raise ConfigError(f"ByteTracker: {'; '.join(order)}")
+        self.match_iou_threshold = float(check_param("match_iou_threshold", match_iou_threshold))
+        self.low_match_iou_threshold = float(check_param("low_match_iou_threshold", low_match_iou_threshold))
+        self.lost_track_buffer_frames = int(check_param("lost_track_buffer_frames", lost_track_buffer_frames))
+        self.min_hits_to_confirm = int(check_param("min_hits_to_confirm", min_hits_to_confirm))
         self.use_mask_iou = _check_bool("use_mask_iou", use_mask_iou)
         self.class_aware = _check_bool("class_aware", class_aware)
         self.duplicate_mask_iou_threshold = (
             None if duplicate_mask_iou_threshold is None
-            else _check_fraction("duplicate_mask_iou_threshold", duplicate_mask_iou_threshold, allow_zero=False)
+            else float(check_param("duplicate_mask_iou_threshold", duplicate_mask_iou_threshold))
         )
         self._kalman = KalmanFilter()
         self._tracks: list[Track] = []
@@ -191,6 +168,18 @@ class ByteTracker:
         self._tracks = []
         self._next_id = 1
         self._mask_size = None
+
+    @property
+    def next_track_id(self) -> int:
+        """The id the next new track gets."""
+        return self._next_id
+
+    @next_track_id.setter
+    def next_track_id(self, value: int) -> None:
+        """Start ids at ``value`` (an output rebuilt after a crash never reuses a published id); never lowers them."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"ByteTracker: next_track_id must be an integer >= 1, got {value!r}")
+        self._next_id = max(self._next_id, value)
 
     @property
     def active_track_ids(self) -> list[int]:
