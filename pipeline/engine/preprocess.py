@@ -6,17 +6,64 @@ for RGB, 8x less for YUV 4:2:0); the conversion to float (and from YUV) runs on 
 CUDA, all of a batch's frames are packed into one reusable pinned host buffer and
 copied with a single ``non_blocking`` transfer. The model's ``GeneralizedRCNNTransform`` then
 normalises, resizes and batches them on the device.
+
+The torch YUV 4:2:0 -> RGB conversion lives here (:func:`yuv420_to_rgb`, with :func:`read_only_view`),
+not in ``pipeline.frames``, so that the per-stream actors, which import ``pipeline.frames``, never
+import torch. ``pipeline.frames.yuv420_to_rgb_numpy`` is the host (numpy) twin used for drawing.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from pipeline.errors import InferenceError
-from pipeline.frames import Pixels, Yuv420Frame, read_only_view, yuv420_to_rgb
+from pipeline.frames import (
+    CHROMA_ZERO,
+    LUMA_WEIGHTS,
+    TV_CHROMA_STEPS,
+    TV_LUMA_OFFSET,
+    TV_LUMA_STEPS,
+    Matrix,
+    Pixels,
+    Yuv420Frame,
+)
+
+
+def read_only_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory, also when it is read-only (a frame read zero-copy from Ray's
+    object store). Only for tensors that are read, never written."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def yuv420_to_rgb(data: torch.Tensor, height: int, width: int, matrix: Matrix = "bt601",
+                  full_range: bool = False) -> torch.Tensor:
+    """I420 bytes (uint8, ``height * width * 3 // 2`` values, on any device) -> float32 ``(3, H, W)``
+    RGB in ``[0, 1]`` on the same device. Chroma is repeated over its 2x2 block, as swscale does.
+    ``data`` is only read (it may be a :func:`read_only_view`)."""
+    flat = data.reshape(-1)
+    area, quarter = height * width, (height // 2) * (width // 2)
+    y = flat[:area].view(height, width).to(torch.float32)
+    uv = flat[area : area + 2 * quarter].view(2, height // 2, width // 2).to(torch.float32) - CHROMA_ZERO
+    uv = uv.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    if full_range:
+        y = y.div_(255.0)
+        uv = uv.div_(255.0)
+    else:
+        y = y.sub_(TV_LUMA_OFFSET).mul_(1.0 / TV_LUMA_STEPS)
+        uv = uv.mul_(1.0 / TV_CHROMA_STEPS)
+    u, v = uv[0], uv[1]
+    kr, kb = LUMA_WEIGHTS[matrix]
+    kg = 1.0 - kr - kb
+    r = y + (2 * (1 - kr)) * v
+    g = y - (2 * kb * (1 - kb) / kg) * u - (2 * kr * (1 - kr) / kg) * v
+    b = y + (2 * (1 - kb)) * u
+    return torch.stack([r, g, b]).clamp_(0.0, 1.0)
 
 
 def check_images(images: Sequence[Pixels]) -> list[Pixels]:

@@ -1,4 +1,4 @@
-"""YUV 4:2:0 transfer: the device-side conversion against PyAV's (swscale's) own RGB, on real decoded video."""
+"""YUV 4:2:0 transfer: the host (numpy) and device (torch) conversions against PyAV's (swscale's) own RGB, on real decoded video."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.errors import DecodeError
-from pipeline.frames import Yuv420Frame, as_rgb, frame_size, pixels_from_av, yuv420_to_rgb
+from pipeline.engine.preprocess import read_only_view, yuv420_to_rgb
+from pipeline.frames import Yuv420Frame, as_rgb, frame_size, pixels_from_av, yuv420_to_rgb_numpy
 from pipeline.scenes import SceneConfig, SceneGenerator
 
 
@@ -110,3 +111,18 @@ def test_read_only_planes_convert_without_copy_or_warning() -> None:
         warnings.simplefilter("error")
         rgb = yuv.to_rgb()
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize(("matrix", "full_range"), [("bt601", False), ("bt709", False), ("bt601", True), ("bt709", True)])
+def test_numpy_and_torch_conversions_agree(matrix: str, full_range: bool) -> None:
+    """The host conversion (drawing, no torch) and the engine's (torch, on the device) are the same arithmetic."""
+    rng = np.random.default_rng(5)
+    h, w = 38, 54
+    data = rng.integers(0, 256, h * w * 3 // 2, dtype=np.uint8)  # every corner of the colour cube, clipped or not
+    data.setflags(write=False)
+    host = yuv420_to_rgb_numpy(data, h, w, matrix, full_range)  # type: ignore[arg-type]
+    assert host.shape == (h, w, 3) and host.dtype == np.uint8 and host.flags.c_contiguous
+    device = yuv420_to_rgb(read_only_view(data), h, w, matrix, full_range)  # type: ignore[arg-type]
+    device_u8 = (device * 255).floor().to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int16)
+    diff = np.abs(host.astype(np.int16) - device_u8)
+    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())  # float32 rounding at integer edges only

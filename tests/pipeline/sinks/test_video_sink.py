@@ -1,8 +1,10 @@
-"""VideoSink: real MP4s read back with PyAV (frame count, size, rate, tint, odd sizes, close without end, crash)."""
+"""VideoSink: real MP4s read back with PyAV (frame count, size, rate, tint, odd sizes, close without end, SIGKILL,
+segments after resume, a new run or a failed one deleting the previous run's files, YUV input)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,8 +17,10 @@ import pytest
 
 from pipeline.drawing import instance_color
 from pipeline.errors import SinkError
-from pipeline.messages import StreamInfo
+from pipeline.frames import Yuv420Frame
+from pipeline.messages import StreamEnd, StreamInfo, StreamStatus
 from pipeline.sinks import Sink, VideoSink
+from pipeline.sinks.video_sink import segment_paths
 from tests.pipeline.sinks import factories as f
 
 REPO = Path(__file__).resolve().parents[3]
@@ -145,25 +149,130 @@ def test_bad_images_and_ids_are_refused(tmp_path: Path) -> None:
         VideoSink("c2", directory=tmp_path, codec="no-such-codec").start(info("c2", w, h))
 
 
-def test_fragmented_mp4_survives_a_crash(tmp_path: Path) -> None:
-    """fragmented=True: a process killed without close() leaves a playable file with the completed fragments."""
+def test_sigkill_leaves_a_playable_file_and_resume_opens_the_next_segment(tmp_path: Path) -> None:
+    """By default (fragmented MP4) a process killed with SIGKILL while writing leaves a file that plays up
+    to its last complete fragment; ``resume`` then writes ``<id>+1.mp4`` and keeps the first file."""
+    n = 150
     script = textwrap.dedent(
         f"""
-        import os
+        import sys
         from pathlib import Path
         from pipeline.messages import StreamInfo
         from pipeline.sinks.video_sink import VideoSink
         from tests.pipeline.sinks import factories as f
-        sink = VideoSink("crashy", directory=Path({str(tmp_path)!r}), fragmented=True)
+        sink = VideoSink("crashy", directory=Path({str(tmp_path)!r}))
         sink.start(StreamInfo("crashy", 64, 48, 25.0, None, True))
-        for i in range(150):
+        for i in range({n}):
             sink.write(f.result("crashy", i, 48, 64), f.image(48, 64, i))
-        os._exit(17)
+        print("written", flush=True)
+        sys.stdin.read()  # blocks until the parent kills this process
         """
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, timeout=60)
-    assert proc.returncode == 17, proc.stderr.decode()
-    frames, _, _, _ = read_back(tmp_path / "crashy.mp4")
-    # Keyframe (fragment) every 50 frames; x264's look-ahead holds back the last few dozen.
-    assert 50 <= len(frames) <= 150 and frames[0].shape == (48, 64, 3)
+    with subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        line = proc.stdout.readline()
+        proc.kill()  # SIGKILL: no close(), no atexit, no flush
+        _, err = proc.communicate(timeout=60)
+    assert line == "written\n", err
+    assert proc.returncode == -signal.SIGKILL
+    frames, _, _, times = read_back(tmp_path / "crashy.mp4")
+    # Keyframe (fragment) every 50 frames (2 s at 25 fps); x264's look-ahead holds back about 50 more.
+    assert 40 <= len(frames) < n and frames[0].shape == (48, 64, 3)
+    assert times[0] == 0.0, len(frames)
+    assert np.abs(frames[0][40:, 50:].astype(int) - f.image(48, 64, 0)[40:, 50:]).max() < TOL  # away from the drawing
+
+    sink = VideoSink("crashy", directory=tmp_path)
+    assert sink.resume(info("crashy", 64, 48)) is None
+    assert (sink.segment, sink.path.name) == (1, "crashy+1.mp4")
+    for i in range(5):
+        sink.write(f.result("crashy", 100 + i, 48, 64), f.image(48, 64, i))
+    sink.close()
+    assert [p.name for p in segment_paths(tmp_path, "crashy")] == ["crashy.mp4", "crashy+1.mp4"]
+    assert len(read_back(tmp_path / "crashy+1.mp4")[0]) == 5
+    assert len(read_back(tmp_path / "crashy.mp4")[0]) == len(frames)  # the first segment is kept as it was
+
+
+def write_video(directory: Path, stream_id: str, frames: int, *, resume: bool = False) -> Path:
+    sink = VideoSink(stream_id, directory=directory)
+    if resume:
+        sink.resume(info(stream_id, 64, 48))
+    else:
+        sink.start(info(stream_id, 64, 48))
+    for i in range(frames):
+        sink.write(f.result(stream_id, i, 48, 64), f.image(48, 64, i))
+    sink.end(f.end(stream_id, frames))
+    return sink.path
+
+
+def test_segments_are_numbered_after_the_highest_and_never_match_other_streams(tmp_path: Path) -> None:
+    # Other streams' files that a looser naming scheme would take for cam1's segments.
+    others = [write_video(tmp_path, "cam1.1", 2), write_video(tmp_path, "cam10", 2), write_video(tmp_path, "cam1-2", 2)]
+    (tmp_path / "cam1+01.mp4").write_bytes(b"not a segment name")  # leading zero: not ours
+    assert write_video(tmp_path, "cam1", 3, resume=True).name == "cam1.mp4"  # nothing yet: segment 0
+    assert write_video(tmp_path, "cam1", 4, resume=True).name == "cam1+1.mp4"
+    (tmp_path / "cam1+1.mp4").rename(tmp_path / "cam1+6.mp4")  # a gap: the next is above the highest
+    assert write_video(tmp_path, "cam1", 5, resume=True).name == "cam1+7.mp4"
+    segments = segment_paths(tmp_path, "cam1")
+    assert [p.name for p in segments] == ["cam1.mp4", "cam1+6.mp4", "cam1+7.mp4"]
+    assert [len(read_back(p)[0]) for p in segments] == [3, 4, 5]
+    assert all(p.is_file() for p in others) and segment_paths(tmp_path / "missing", "cam1") == []
+    (tmp_path / "cam1+8.mp4").write_bytes(b"")  # a process killed before its first fragment
+    assert write_video(tmp_path, "cam1", 1, resume=True).name == "cam1+8.mp4"  # the empty file is replaced
+    assert len(read_back(tmp_path / "cam1+8.mp4")[0]) == 1
+
+    # A new run: the numbered segments of the previous one are deleted, cam1.mp4 is overwritten.
+    write_video(tmp_path, "cam1", 2)
+    assert [p.name for p in segment_paths(tmp_path, "cam1")] == ["cam1.mp4"]
+    assert len(read_back(tmp_path / "cam1.mp4")[0]) == 2
+    assert all(p.is_file() for p in others) and (tmp_path / "cam1+01.mp4").is_file()
+    fresh = VideoSink("cam1", directory=tmp_path)
+    fresh.start(info("cam1", 64, 48))
+    fresh.close()  # a new run that wrote no frame: no file at all, not the previous run's video
+    assert segment_paths(tmp_path, "cam1") == []
+
+
+def test_end_without_start_deletes_the_previous_run(tmp_path: Path) -> None:
+    write_video(tmp_path, "cam1", 3)
+    write_video(tmp_path, "cam1", 3, resume=True)
+    other = write_video(tmp_path, "cam1.1", 2)
+    sink = VideoSink("cam1", directory=tmp_path)
+    sink.status(StreamStatus(stream_id="cam1", state="failed", at=1.0, reason="cannot open"))  # ignored
+    sink.end(StreamEnd(stream_id="cam1", frames=0, error="cannot open rtsp://cam: timeout"))
+    sink.close()
+    assert segment_paths(tmp_path, "cam1") == [] and other.is_file()
+    VideoSink("cam2", directory=tmp_path / "missing").end(f.end("cam2", 0))  # nothing to delete: fine
+
+
+def test_resume_and_status_errors(tmp_path: Path) -> None:
+    sink = VideoSink("cam1", directory=tmp_path)
+    sink.start(info("cam1", 64, 48))
+    sink.status(StreamStatus(stream_id="cam1", state="live", at=1.0))  # ignored
+    with pytest.raises(SinkError, match=r"VideoSink for stream 'cam1': cannot resume: .*already open"):
+        sink.resume(info("cam1", 64, 48))
+    sink.close()
+    with pytest.raises(SinkError, match="cannot resume: the sink is closed"):
+        sink.resume(info("cam1", 64, 48))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SinkError, match="cannot list the segments"):
+        VideoSink("cam1", directory=blocker).resume(info("cam1", 64, 48))  # a file, not a directory
+
+
+def test_yuv420_frames_are_drawn_without_torch(tmp_path: Path) -> None:
+    """Frames sent as YUV 4:2:0 planes are converted on the host (numpy) and annotated like RGB ones."""
+    h, w = 48, 64
+    inst = big_instance(h, w)
+    sink = VideoSink("yuv", directory=tmp_path)
+    sink.start(info("yuv", w, h))
+    images = [f.image(h, w, i) for i in range(4)]
+    for i, img in enumerate(images):
+        sink.write(f.result("yuv", i, h, w, (inst,) if i % 2 else ()), Yuv420Frame.from_rgb(img))
+    sink.close()
+    frames = read_back(tmp_path / "yuv.mp4")[0]
+    assert len(frames) == 4
+    corner = (slice(2, 8), slice(2, 8))
+    for got, img in zip(frames, images):
+        assert np.abs(got[corner].astype(int) - img[corner]).max() < TOL
+    centre = (slice(h // 2 - 4, h // 2 + 4), slice(w // 2 - 4, w // 2 + 4))
+    assert np.abs(frames[1][centre].astype(int) - images[1][centre]).max() > 3 * TOL  # tinted
