@@ -61,7 +61,11 @@ _CONTAINER_MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"FLV", "FLV"),
     (0, b"OggS", "Ogg"),
     (0, b"\x00\x00\x01\xba", "MPEG-PS"),
+    (0, b"YUV4MPEG2", "YUV4MPEG"),
 )
+
+SNIFF_BYTES = 1024
+"""Bytes read from the start of a file FFmpeg could not open, to say why: the longest YUV4MPEG header line fits."""
 
 
 class _PassFailed(Exception):
@@ -269,6 +273,8 @@ class AvSource:
                 raise DecodeError(f"{self._prefix()}file does not exist: {os.path.abspath(path)}")
             if os.path.isdir(path):
                 raise DecodeError(f"{self._prefix()}is a directory, not a video file: {os.path.abspath(path)}")
+            if not os.access(path, os.R_OK):
+                raise DecodeError(f"{self._prefix()}permission denied: cannot read {os.path.abspath(path)}")
         started_s = time.monotonic()
         try:
             container = av.open(
@@ -314,15 +320,32 @@ class AvSource:
             if isinstance(exc, av.error.InvalidDataError):
                 return f"{where} sent data FFmpeg cannot read as a media stream ({exc})"
             return f"could not reach {where} ({exc})"
-        if isinstance(exc, av.error.InvalidDataError):
-            path = self._local_path()
-            if os.path.getsize(path) == 0:
-                return "file is empty (0 bytes): not a media file"
-            container = _sniff_container(path)
-            if container is not None:
-                return f"corrupt or truncated {container} file: FFmpeg could not read its header ({exc})"
-            return f"not a media file: FFmpeg recognises no audio/video container in it ({exc})"
-        return f"could not open ({type(exc).__name__}: {exc})"
+        return self._unopenable_file_cause(exc)
+
+    def _unopenable_file_cause(self, exc: av.error.FFmpegError) -> str:
+        """Why FFmpeg could not open a local file that exists, from the file itself.
+
+        A demuxer's error code alone can mislead: FFmpeg reports a YUV4MPEG header with a 0x0
+        frame size as "Device or resource busy" and a text file named ``.y4m`` as "Invalid
+        argument". The code is still quoted, after the cause found in the file.
+        """
+        path = self._local_path()
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as f:
+                head = f.read(SNIFF_BYTES)
+        except OSError as os_exc:
+            return f"cannot read the file: {os_exc.strerror or os_exc} ({os.path.abspath(path)})"
+        code = f"FFmpeg's error: {exc.strerror or type(exc).__name__}"
+        if size == 0:
+            return "file is empty (0 bytes): not a media file"
+        container = _sniff_container(head)
+        if container is None:
+            return f"not a media file: FFmpeg recognises no audio/video container in it ({code})"
+        problem = _y4m_header_problem(head) if container == "YUV4MPEG" else None
+        if problem is not None:
+            return f"corrupt {container} file: {problem}; {code}"
+        return f"corrupt or truncated {container} file: FFmpeg could not read its header ({code})"
 
     def _network_location(self) -> str:
         if not self.live:
@@ -452,6 +475,8 @@ class AvSource:
             return None
         duration_s = self._expected_duration_s
         if duration_s is None:
+            if decoded == 0:
+                return "file has a video stream but not one frame could be decoded from it: it is empty or truncated"
             return None
         decoded_s = 0.0 if first_raw_s is None or last_raw_s is None else last_raw_s - first_raw_s + frame_interval_s
         tolerance_s = max(TRUNCATION_TOLERANCE_FRAMES, 0.02 * duration_s / frame_interval_s) * frame_interval_s
@@ -478,14 +503,22 @@ def _frame_time_s(frame: av.VideoFrame) -> float | None:
     return float(frame.pts * frame.time_base)
 
 
-def _sniff_container(path: str) -> str | None:
-    """The name of the container whose magic bytes start the file, ``None`` if none matches."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return None
+def _sniff_container(head: bytes) -> str | None:
+    """The name of the container whose magic bytes start ``head`` (a file's first bytes), ``None`` if none matches."""
     for offset, magic, name in _CONTAINER_MAGIC:
         if head[offset : offset + len(magic)] == magic:
             return name
+    return None
+
+
+def _y4m_header_problem(head: bytes) -> str | None:
+    """What is wrong with the header line of a YUV4MPEG file starting with ``head``; ``None`` if nothing obvious."""
+    end = head.find(b"\n")
+    if end < 0:
+        return f"its header line does not end within the first {len(head)} bytes"
+    params = {token[:1]: token[1:] for token in head[:end].split()[1:] if token}
+    width, height = params.get(b"W"), params.get(b"H")
+    if width is None or height is None or not width.isdigit() or not height.isdigit() or int(width) <= 0 or int(height) <= 0:
+        shown = " ".join(f"{key.decode()}{value.decode(errors='replace')}" for key, value in params.items() if key in b"WH")
+        return f"its header gives no valid frame size ({shown or 'no W and H parameters'})"
     return None
