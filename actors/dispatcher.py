@@ -1,28 +1,37 @@
 """The dispatcher: batches frames across all streams onto the pool of inference actors.
 
-An asyncio actor. ``submit`` holds a per-stream credit (at most ``max_in_flight_per_stream``
-frames of a stream between submission and publication), so a source that runs ahead waits
-here. A batch fires at ``max_batch_size`` frames or after ``max_wait_ms``, on the replica with
-the fewest batches in flight (at most ``max_batches_in_flight`` each). Results go to each
-stream's tracker; a failed batch gives every one of its frames the error.
+An asyncio actor. ``submit`` queues one frame and returns at once with the dispatcher's
+incarnation (a source that sees it change knows the frames it sent before are lost and sends
+them again; each source's replay window bounds its frames in flight). A batch fires at
+``max_batch_size`` frames or after ``max_wait_ms``, on the replica with the fewest batches in
+flight (at most ``max_batches_in_flight`` each). A batch whose replica died is run again on
+another one (``supervision.max_batch_retries``); a batch the model fails on gives every frame
+the error. Results go to each stream's output actor, one call per stream and batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections import deque
+import uuid
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from actors.names import HandleCache, RunNames
 from pipeline.batching import BatchAccumulator
-from pipeline.config import BackpressureConfig, InferenceConfig
-from pipeline.messages import FrameMeta, FrameResult, StreamEnd
+from pipeline.config import InferenceConfig, SupervisionConfig
+from pipeline.messages import FrameMeta, FrameResult
+from pipeline.stats import DispatcherStats
 
 log = logging.getLogger(__name__)
+
+# Seconds to wait before running a batch again after its replica died (Ray restarts it meanwhile).
+_RETRY_DELAY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -32,54 +41,60 @@ class _Pending:
 
 
 class Dispatcher:
-    def __init__(self, replicas: list[Any], inference: InferenceConfig, backpressure: BackpressureConfig) -> None:
-        self.replicas = list(replicas)
+    def __init__(self, inference: InferenceConfig, supervision: SupervisionConfig, *, names: RunNames) -> None:
+        # Replicas are found by name (small constructor arguments: Ray can always restart this actor).
+        self.replicas = [ray.get_actor(names.inference(i)) for i in range(inference.replicas)]
+        self.names = names
+        self.incarnation_id = uuid.uuid4().hex[:12]
         self.max_batches_in_flight = inference.max_batches_in_flight
-        self.max_in_flight_per_stream = backpressure.max_in_flight_per_stream
+        self.max_batch_retries = supervision.max_batch_retries
         self.accumulator: BatchAccumulator[_Pending] = BatchAccumulator(
-            max_batch_size=inference.max_batch_size, max_wait_ms=inference.max_wait_ms
+            max_batch_size=inference.max_batch_size, max_wait_ms=inference.max_wait_ms,
+            key=lambda pending: pending.meta.stream_id,
         )
         self.in_flight_batches = [0] * len(self.replicas)
-        self.trackers: dict[str, Any] = {}
-        self.credits: dict[str, asyncio.Semaphore] = {}
+        self.outputs = HandleCache()
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
+        self.submits = 0
         self.batches = 0
         self.cross_stream_batches = 0
         self.failed_batches = 0
+        self.retried_batches = 0
+        self.lost_frames = 0
         self._wake: asyncio.Event | None = None
-        self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def register_stream(self, stream_id: str, tracker: Any) -> None:
-        self.trackers[stream_id] = tracker
-        self.credits[stream_id] = asyncio.Semaphore(self.max_in_flight_per_stream)
-        self._ensure_loop()
-
-    async def submit(self, meta: FrameMeta, frame_ref: list[Any]) -> None:
-        """Accept one frame; returns once it is queued for a batch (waits while its stream is at its bound)."""
-        await self.credits[meta.stream_id].acquire()
+    async def submit(self, meta: FrameMeta, frame_ref: list[Any]) -> str:
+        """Queue one frame for a batch; returns this dispatcher's incarnation."""
+        self.submits += 1
         self.accumulator.add(_Pending(meta, frame_ref[0]), time.monotonic())
         self._ensure_loop().set()
+        return self.incarnation_id
 
-    async def end_stream(self, end: StreamEnd) -> None:
-        """The source is done: the tracker publishes the end message once all submitted frames are out."""
-        await self.trackers[end.stream_id].finish.remote(end)
+    async def incarnation(self) -> str:
+        return self.incarnation_id
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> DispatcherStats:
         sizes = self.batch_sizes
-        return {
-            "batches": self.batches,
-            "cross_stream_batches": self.cross_stream_batches,
-            "mean_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
-            "failed_batches": self.failed_batches,
-            "waiting": len(self.accumulator),
-            "in_flight_batches": list(self.in_flight_batches),
-        }
+        return DispatcherStats(
+            pid=os.getpid(),
+            incarnation=self.incarnation_id,
+            submits=self.submits,
+            batches=self.batches,
+            cross_stream_batches=self.cross_stream_batches,
+            mean_batch_size=sum(sizes) / len(sizes) if sizes else 0.0,
+            failed_batches=self.failed_batches,
+            retried_batches=self.retried_batches,
+            lost_frames=self.lost_frames,
+            waiting=len(self.accumulator),
+            in_flight_batches=list(self.in_flight_batches),
+        )
 
     def _ensure_loop(self) -> asyncio.Event:
         if self._wake is None:
             self._wake = asyncio.Event()
-            self._loop_task = asyncio.get_running_loop().create_task(self._batch_loop(self._wake))
+            task = asyncio.get_running_loop().create_task(self._batch_loop(self._wake))
+            self._tasks.add(task)
         return self._wake
 
     async def _batch_loop(self, wake: asyncio.Event) -> None:
@@ -103,33 +118,69 @@ class Dispatcher:
             except asyncio.TimeoutError:
                 pass
 
-    def _free_replica(self) -> int | None:
-        best = min(range(len(self.replicas)), key=lambda i: self.in_flight_batches[i])
+    def _free_replica(self, avoid: int | None = None) -> int | None:
+        order = sorted(range(len(self.replicas)), key=lambda i: (i == avoid, self.in_flight_batches[i]))
+        best = order[0]
         return best if self.in_flight_batches[best] < self.max_batches_in_flight else None
 
     async def _run_batch(self, replica: int, batch: list[_Pending]) -> None:
         metas = [p.meta for p in batch]
         refs = [p.frame_ref for p in batch]
+        results: list[FrameResult | None] | None = None
+        attempt = 0
         try:
-            results: list[FrameResult] = await self.replicas[replica].infer.remote(metas, refs)
-        except ray.exceptions.RayError as exc:
-            self.failed_batches += 1
-            error = f"inference replica {replica} failed on a batch of {len(batch)} frames: {type(exc).__name__}: {exc}"
-            log.error(error)
-            results = [FrameResult(meta=m, error=error) for m in metas]
+            while results is None:
+                try:
+                    results = await self.replicas[replica].infer.options(enable_task_events=False).remote(metas, refs)
+                except ray.exceptions.RayActorError as exc:
+                    # The replica's process died: Ray restarts it; run the batch again (maybe elsewhere).
+                    attempt += 1
+                    if attempt > self.max_batch_retries:
+                        self.failed_batches += 1
+                        error = (f"inference replica {replica} died {attempt} times on a batch of {len(batch)} frames "
+                                 f"(supervision.max_batch_retries={self.max_batch_retries}): {type(exc).__name__}")
+                        log.error(error)
+                        results = [FrameResult(meta=m, error=error) for m in metas]
+                        break
+                    self.retried_batches += 1
+                    log.warning("inference replica %d died on a batch of %d frames; running it again", replica, len(batch))
+                    await asyncio.sleep(_RETRY_DELAY_S)
+                    self.in_flight_batches[replica] -= 1
+                    replica = self._free_replica(avoid=replica) or 0
+                    self.in_flight_batches[replica] += 1
+                except ray.exceptions.RayError as exc:
+                    self.failed_batches += 1
+                    error = f"inference replica {replica} failed on a batch of {len(batch)} frames: {type(exc).__name__}: {exc}"
+                    log.error(error)
+                    results = [FrameResult(meta=m, error=error) for m in metas]
         finally:
             self.in_flight_batches[replica] -= 1
             self.batch_sizes.append(len(batch))
             if self._wake is not None:
                 self._wake.set()
-        await asyncio.gather(*(self._deliver(result, ref) for result, ref in zip(results, refs, strict=True)))
+        await self._deliver(results or [], refs)
 
-    async def _deliver(self, result: FrameResult, frame_ref: Any) -> None:
-        stream_id = result.meta.stream_id
+    async def _deliver(self, results: list[FrameResult | None], refs: list[Any]) -> None:
+        """One call per stream; a frame whose pixels were lost (its source died) is dropped: it is sent again."""
+        by_stream: dict[str, tuple[list[FrameResult], list[Any]]] = defaultdict(lambda: ([], []))
+        for result, ref in zip(results, refs, strict=True):
+            if result is None:
+                self.lost_frames += 1
+                continue
+            items = by_stream[result.meta.stream_id]
+            items[0].append(result)
+            items[1].append(ref)
+        await asyncio.gather(*(self._deliver_stream(sid, res, rfs) for sid, (res, rfs) in by_stream.items()))
+
+    async def _deliver_stream(self, stream_id: str, results: list[FrameResult], refs: list[Any]) -> None:
+        name = self.names.output(stream_id)
+        output = self.outputs.get(name)
+        if output is None:
+            return
         try:
-            published = await self.trackers[stream_id].push.remote(result, [frame_ref])
+            # Refs inside a list: Ray passes them on unresolved; the output reads the pixels only if a sink needs them.
+            await output.push.options(enable_task_events=False).remote(results, refs)
         except ray.exceptions.RayError as exc:
-            log.error("stream %r: tracker failed on frame %d: %s", stream_id, result.meta.index, exc)
-            published = 1
-        for _ in range(published):
-            self.credits[stream_id].release()
+            # The output is restarting: its source sees the new incarnation and sends these frames again.
+            log.warning("stream %r: output unavailable for %d results: %s", stream_id, len(results), type(exc).__name__)
+            self.outputs.forget(name)

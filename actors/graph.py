@@ -1,11 +1,8 @@
-"""Wire the actors into a running graph and drive it to the end.
+"""The driver: start Ray, let the supervisor run the actor graph, show progress, print the summary.
 
-    source (1 per stream) ──refs──▶ dispatcher ──batches──▶ inference pool (replicas)
-                                        │
-                                        └──results──▶ tracker (1 per stream) ──▶ sinks (1 per stream)
-
-The driver only sends small messages (configs, metadata, statistics): frames go from each
-source into the object store once and are read zero-copy by the inference and sink actors.
+The supervisor (``actors.supervisor``) starts, wires, watches and drains the actors; this module
+only drives it and displays what it reports. The driver never dies with a traceback: a fault of
+an actor ends at worst that actor's streams, with their end messages and summary rows written.
 """
 
 from __future__ import annotations
@@ -22,29 +19,22 @@ import ray
 from rich.console import Console
 from rich.markup import escape
 
-from actors.dispatcher import Dispatcher
-from actors.inference import InferenceWorker
-from actors.sink import SinkWorker
-from actors.source import SourceWorker
-from actors.tracker import TrackerWorker
-from pipeline.config import PipelineConfig, StreamConfig
-from pipeline.errors import DecodeError, InferenceError, SinkError
-from pipeline.messages import StreamEnd, StreamInfo
+from actors.supervisor import StreamState, Supervisor
+from pipeline.config import PipelineConfig
 from pipeline.progress import ProgressDisplay, summary_table
-from pipeline.stats import StreamSummary, cost_per_frame_ms
+from pipeline.stats import DispatcherStats, RestartRecord, StreamSummary, cost_per_frame_ms
 
 # Seconds between two polls of the actors' statistics: often enough for a live progress bar.
 _POLL_S = 0.5
-# Seconds to wait for the model to load on every replica (a first COCO download can take minutes).
-_READY_TIMEOUT_S = 600.0
 
 
 @dataclass
 class RunReport:
     summaries: list[StreamSummary]
     stopped_by_signal: bool = False
-    batching: dict[str, Any] = field(default_factory=dict)
-    # Milliseconds per published frame spent in each stage, summed over all actors (see stage_costs).
+    batching: DispatcherStats | None = None
+    restarts: list[RestartRecord] = field(default_factory=list)
+    # Milliseconds per published frame spent in each stage, summed over all actors (see stage_seconds).
     cost_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -54,24 +44,6 @@ class RunReport:
         if any(s.error is not None for s in self.summaries):
             return 1
         return 0
-
-
-@dataclass
-class _Stream:
-    config: StreamConfig
-    source: Any
-    tracker: Any
-    sink: Any
-    info: StreamInfo | None = None
-    run_ref: Any = None
-    end: StreamEnd | None = None
-    error: str | None = None
-    source_stats: dict[str, Any] = field(default_factory=dict)
-    sink_stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return bool(self.sink_stats.get("ended"))
 
 
 def connect_ray(config: PipelineConfig) -> bool:
@@ -112,9 +84,7 @@ class PipelineRunner:
     def __init__(self, config: PipelineConfig, *, console: Console | None = None) -> None:
         self.config = config
         self.console = console or Console(stderr=True)
-        self.streams: dict[str, _Stream] = {}
-        self.replicas: list[Any] = []
-        self.dispatcher: Any = None
+        self.supervisor = Supervisor(config, on_event=self._event)
         self._stop_requested = threading.Event()
         self._signals = 0
         self._started_s = time.monotonic()
@@ -124,35 +94,21 @@ class PipelineRunner:
         started_ray = connect_ray(self.config)
         previous = self._install_signal_handlers()
         try:
-            self._start_pool()
-            self._start_streams()
+            self.supervisor.start()
+            self._print_pool()
+            if self._stop_requested.is_set():
+                self.supervisor.request_stop()
             self._started_s = time.monotonic()
             with ProgressDisplay(self.console, enabled=self.config.run.progress,
                                  status_interval_s=self.config.run.status_interval_s) as progress:
-                for stream in self.streams.values():
-                    if stream.info is not None:
-                        progress.add_stream(stream.config.id, stream.info.total_frames)
                 self._drive(progress)
             report = self._report()
         finally:
             self._restore_signal_handlers(previous)
-            self._teardown()
+            self.supervisor.teardown()
             if started_ray:
                 ray.shutdown()
-        self.console.print(summary_table(report.summaries))
-        if report.batching.get("batches"):
-            b = report.batching
-            self.console.print(
-                f"batches: {b['batches']}, mean size {b['mean_batch_size']:.2f}, "
-                f"{b['cross_stream_batches']} with frames of several streams, {b['failed_batches']} failed",
-                highlight=False,
-            )
-        if report.cost_ms:
-            self.console.print(format_costs(report.cost_ms, report.wall_s, sum(s.published for s in report.summaries)),
-                               highlight=False, soft_wrap=True)
-        for summary in report.summaries:
-            if summary.error is not None:
-                self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
+        self._print_report(report)
         return report
 
     def request_stop(self) -> None:
@@ -160,188 +116,112 @@ class PipelineRunner:
         if self._stop_requested.is_set():
             return
         self._stop_requested.set()
-        for stream in self.streams.values():
-            if stream.run_ref is not None:
-                stream.source.stop.remote()
-
-    # ---- start ----------------------------------------------------------------------------------
-    def _start_pool(self) -> None:
-        inference = self.config.inference
-        worker = ray.remote(InferenceWorker).options(
-            num_gpus=inference.num_gpus,
-            num_cpus=inference.num_cpus,
-            # A replica that crashes (out of memory, lost node) is restarted and its batch retried once.
-            max_restarts=3,
-            max_task_retries=1,
-        )
-        threads = max(1, int(inference.num_cpus)) if inference.num_gpus == 0 else None
-        self.replicas = [worker.remote(self.config.model, num_threads=threads) for _ in range(inference.replicas)]
-        ready = ray.get([r.ready.remote() for r in self.replicas], timeout=_READY_TIMEOUT_S)
-        errors = sorted({r["error"] for r in ready if "error" in r})
-        if errors:
-            raise InferenceError("; ".join(errors))
-        first = ready[0]
-        self.console.print(
-            f"inference pool: {len(self.replicas)} x {first['arch']} on {first['device']} ({first['weights']}, {first['classes']} classes)",
-            highlight=False,
-        )
-        self.dispatcher = ray.remote(Dispatcher).options(num_cpus=0).remote(
-            self.replicas, inference, self.config.backpressure
-        )
-
-    def _start_streams(self) -> None:
-        max_pending = self.config.backpressure.max_in_flight_per_stream + self.config.inference.max_batch_size
-        for stream_cfg in self.config.streams:
-            sink = ray.remote(SinkWorker).options(num_cpus=0).remote(stream_cfg.id, self.config.sinks)
-            tracker = ray.remote(TrackerWorker).options(num_cpus=0).remote(
-                stream_cfg.id, self.config.tracking, sink, max_pending=max_pending
-            )
-            # Threaded: run() blocks for the whole stream while stop() and stats() still answer.
-            source = ray.remote(SourceWorker).options(num_cpus=0, max_concurrency=4).remote(
-                stream_cfg, self.dispatcher, self.config.backpressure, self.config.inference.transfer_format
-            )
-            self.streams[stream_cfg.id] = _Stream(config=stream_cfg, source=source, tracker=tracker, sink=sink)
-        sink_ready = ray.get([s.sink.ready.remote() for s in self.streams.values()])
-        errors = sorted({r["error"] for r in sink_ready if "error" in r})
-        if errors:
-            raise SinkError("; ".join(errors))
-        ray.get([self.dispatcher.register_stream.remote(s.config.id, s.tracker) for s in self.streams.values()])
-        opened = [(s, s.source.open.remote()) for s in self.streams.values()]
-        for stream, ref in opened:
-            try:
-                stream.info = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), DecodeError) else None
-                stream.error = str(cause) if cause is not None else f"stream {stream.config.id!r}: {exc}"
-                self.console.print(f"[red]error:[/red] {escape(stream.error)}", highlight=False, soft_wrap=True)
-                end = StreamEnd(stream_id=stream.config.id, frames=0, error=stream.error)
-                stream.end = end
-                ray.get(stream.sink.end.remote(end))
-                continue
-            ray.get(stream.sink.start.remote(stream.info))
-        for stream in self.streams.values():
-            if stream.info is not None:
-                stream.run_ref = stream.source.run.remote()
-        if self._stop_requested.is_set():
-            self.request_stop()
+        self.supervisor.request_stop()
 
     # ---- drive --------------------------------------------------------------------------------
     def _drive(self, progress: ProgressDisplay) -> None:
         drain_deadline: float | None = None
+        shown: set[str] = set()
         while True:
-            self._poll()
+            self.supervisor.poll()
+            for sid, stream in self.supervisor.streams.items():
+                info = stream.source_stats.info if stream.source_stats else None
+                if info is not None and sid not in shown:
+                    progress.add_stream(sid, info.total_frames)
+                    shown.add(sid)
             progress.update(self._progress_rows())
-            if all(s.done for s in self.streams.values()):
+            if self.supervisor.all_done:
                 return
-            sources_done = all(s.run_ref is None or s.end is not None for s in self.streams.values())
-            if sources_done and drain_deadline is None:
+            draining = all(s.done or (s.source_stats is not None and s.source_stats.draining)
+                           for s in self.supervisor.streams.values())
+            if (draining or self._stop_requested.is_set()) and drain_deadline is None:
                 drain_deadline = time.monotonic() + self.config.run.drain_timeout_s
             if drain_deadline is not None and time.monotonic() > drain_deadline:
-                self._abandon_undrained()
+                self.supervisor.abandon_undrained(self.config.run.drain_timeout_s)
                 return
             time.sleep(_POLL_S)
 
-    def _poll(self) -> None:
-        live = [s for s in self.streams.values() if not s.done]
-        sink_refs = [s.sink.stats.remote() for s in live]
-        source_refs = [s.source.stats.remote() for s in live if s.run_ref is not None]
-        for stream, stats in zip(live, ray.get(sink_refs), strict=True):
-            stream.sink_stats = stats
-        for stream, stats in zip([s for s in live if s.run_ref is not None], ray.get(source_refs), strict=True):
-            stream.source_stats = stats
-        for stream in live:
-            if stream.run_ref is None or stream.end is not None:
-                continue
-            finished, _ = ray.wait([stream.run_ref], timeout=0)
-            if not finished:
-                continue
-            try:
-                stream.end = ray.get(stream.run_ref)
-            except ray.exceptions.RayError as exc:
-                stream.error = f"stream {stream.config.id!r}: the source actor failed: {exc}"
-                submitted = int(stream.source_stats.get("submitted", 0))
-                stream.end = StreamEnd(stream_id=stream.config.id, frames=submitted, error=stream.error)
-                ray.get(stream.tracker.finish.remote(stream.end))
-
-    def _abandon_undrained(self) -> None:
-        for stream in self.streams.values():
-            if stream.done:
-                continue
-            published = int(stream.sink_stats.get("published", 0))
-            submitted = stream.end.frames if stream.end is not None else published
-            stream.error = (
-                f"stream {stream.config.id!r}: {submitted - published} frames still in flight after "
-                f"run.drain_timeout_s={self.config.run.drain_timeout_s}; the outputs were closed without them"
-            )
-            end = StreamEnd(stream_id=stream.config.id, frames=published, error=stream.error)
-            ray.get(stream.sink.end.remote(end))
-            stream.sink_stats = ray.get(stream.sink.stats.remote())
-
     def _progress_rows(self) -> dict[str, dict[str, Any]]:
         rows = {}
-        for sid, s in self.streams.items():
+        for sid, s in self.supervisor.streams.items():
+            out, src = s.output_stats, s.source_stats
             rows[sid] = {
-                "published": s.sink_stats.get("published", 0),
-                "fps": s.sink_stats.get("fps", 0.0),
-                "latency_p50_ms": s.sink_stats.get("latency_p50_ms"),
-                "latency_p99_ms": s.sink_stats.get("latency_p99_ms"),
-                "decoded": s.source_stats.get("decoded", 0),
-                "dropped": s.source_stats.get("dropped", 0),
+                "published": out.published if out else 0,
+                "fps": out.fps if out else 0.0,
+                "latency_p50_ms": out.latency_p50_ms if out else None,
+                "latency_p99_ms": out.latency_p99_ms if out else None,
+                "decoded": src.decoded if src else 0,
+                "dropped": src.dropped if src else 0,
+                "restarts": len(s.restarts),
+                "reconnects": (out.statuses.get("recovered", 0) if out else 0),
             }
         return rows
 
+    def _event(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.console.print(f"[yellow]{stamp} {escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+
     # ---- end ----------------------------------------------------------------------------------
     def _report(self) -> RunReport:
-        summaries = []
-        for stream in self.streams.values():
-            sink = stream.sink_stats
-            end = stream.end
-            errors = [e for e in (stream.error, end.error if end else None, sink.get("end_error")) if e]
-            errors += [f"{name} sink: {msg}" for name, msg in sink.get("sink_errors", {}).items()]
-            if sink.get("failed_frames"):
-                errors.append(f"{sink['failed_frames']} frames failed inference")
-            summaries.append(
-                StreamSummary(
-                    stream_id=stream.config.id,
-                    decoded=end.decoded if end else int(stream.source_stats.get("decoded", 0)),
-                    processed=int(sink.get("published", 0)) - int(sink.get("failed_frames", 0)),
-                    dropped=end.dropped if end else int(stream.source_stats.get("dropped", 0)),
-                    published=int(sink.get("published", 0)),
-                    failed_frames=int(sink.get("failed_frames", 0)),
-                    fps=float(sink.get("fps", 0.0)),
-                    latency_p50_ms=sink.get("latency_p50_ms"),
-                    latency_p99_ms=sink.get("latency_p99_ms"),
-                    error="; ".join(dict.fromkeys(errors)) or None,
-                )
-            )
-        batching = ray.get(self.dispatcher.stats.remote()) if self.dispatcher is not None else {}
+        summaries = [self._summary(s) for s in self.supervisor.streams.values()]
         published = sum(s.published for s in summaries)
-        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set(), batching=batching,
-                         cost_ms=cost_per_frame_ms(self._stage_seconds(), published),
+        return RunReport(summaries=summaries, stopped_by_signal=self._stop_requested.is_set(),
+                         batching=self.supervisor.dispatcher_stats, restarts=list(self.supervisor.restarts),
+                         cost_ms=cost_per_frame_ms(self.supervisor.stage_seconds(), published),
                          wall_s=time.monotonic() - self._started_s)
 
-    def _stage_seconds(self) -> dict[str, float]:
-        """Seconds per stage over the run: decode and put (sources), get and model (inference),
-        track (trackers), fetch and one entry per sink (sinks)."""
-        refs = [r.stats.remote() for r in self.replicas]
-        refs += [h.stats.remote() for s in self.streams.values() for h in (s.source, s.tracker, s.sink)]
-        totals: dict[str, float] = {}
-        for stats in ray.get(refs):
-            for stage, seconds in stats.get("seconds", {}).items():
-                totals[stage] = totals.get(stage, 0.0) + seconds
-        return totals
+    @staticmethod
+    def _summary(stream: StreamState) -> StreamSummary:
+        out, src = stream.output_stats, stream.source_stats
+        errors = [e for e in (stream.error, out.end_error if out else None, src.error if src else None) if e]
+        if out is not None:
+            errors += [f"{name} sink: {msg}" for name, msg in out.sink_errors.items()]
+            if out.failed_frames:
+                errors.append(f"{out.failed_frames} frames failed inference")
+        statuses = out.statuses if out else {}
+        return StreamSummary(
+            stream_id=stream.config.id,
+            decoded=src.decoded if src else 0,
+            processed=(out.published - out.failed_frames) if out else 0,
+            dropped=src.dropped if src else 0,
+            published=out.published if out else 0,
+            failed_frames=out.failed_frames if out else 0,
+            fps=out.fps if out else 0.0,
+            latency_p50_ms=out.latency_p50_ms if out else None,
+            latency_p99_ms=out.latency_p99_ms if out else None,
+            error="; ".join(dict.fromkeys(errors)) or None,
+            restarts=len(stream.restarts),
+            reconnects=statuses.get("recovered", 0),
+            stalls=statuses.get("stalled", 0),
+        )
 
-    def _teardown(self) -> None:
-        handles = [h for s in self.streams.values() for h in (s.source, s.tracker, s.sink)]
-        handles += self.replicas + ([self.dispatcher] if self.dispatcher is not None else [])
-        for stream in self.streams.values():
-            if not stream.done:
-                try:
-                    ray.get(stream.sink.close.remote(), timeout=30)
-                except ray.exceptions.RayError:
-                    pass
-        for handle in handles:
-            ray.kill(handle)
+    def _print_pool(self) -> None:
+        d = self.supervisor.model_description
+        if d:
+            self.console.print(
+                f"inference pool: {len(self.supervisor.replicas)} x {d['arch']} on {d['device']} "
+                f"({d['weights']}, {d['classes']} classes)", highlight=False)
+
+    def _print_report(self, report: RunReport) -> None:
+        self.console.print(summary_table(report.summaries))
+        b = report.batching
+        if b is not None and b.batches:
+            self.console.print(
+                f"batches: {b.batches}, mean size {b.mean_batch_size:.2f}, {b.cross_stream_batches} with frames of "
+                f"several streams, {b.failed_batches} failed, {b.retried_batches} run again after a replica died",
+                highlight=False,
+            )
+        for r in report.restarts:
+            where = f" (stream {r.stream_id})" if r.stream_id else ""
+            self.console.print(
+                f"restart: {r.actor}{where} at {time.strftime('%H:%M:%S', time.localtime(r.at))}, pid {r.old_pid} -> "
+                f"{r.new_pid}, down {r.downtime_s:.1f} s, frames lost {r.lost}", highlight=False)
+        if report.cost_ms:
+            self.console.print(format_costs(report.cost_ms, report.wall_s, sum(s.published for s in report.summaries)),
+                               highlight=False, soft_wrap=True)
+        for summary in report.summaries:
+            if summary.error is not None:
+                self.console.print(f"[red]error:[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
 
     # ---- signals ------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:

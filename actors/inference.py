@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import ray
 from pipeline.config import ModelConfig
 from pipeline.errors import MaskstreamError
 from pipeline.messages import FrameMeta, FrameResult, instances_from_detections
-from pipeline.stats import StageClock
+from pipeline.stats import InferenceStats, StageClock
 
 
 class InferenceWorker:
@@ -65,25 +66,48 @@ class InferenceWorker:
             return {"error": self.init_error}
         return self.description
 
-    def stats(self) -> dict[str, Any]:
-        return {"batches": self.batches, "frames": self.frames, "seconds": dict(self.clock.seconds)}
+    def stats(self) -> InferenceStats:
+        return InferenceStats(pid=os.getpid(), batches=self.batches, frames=self.frames, seconds=dict(self.clock.seconds))
 
-    def infer(self, metas: list[FrameMeta], frame_refs: list[Any]) -> list[FrameResult]:
-        """Run one batch; returns one result per frame, in order. A failure gives every frame the error."""
+    def infer(self, metas: list[FrameMeta], frame_refs: list[Any]) -> list[FrameResult | None]:
+        """Run one batch; returns one result per frame, in order. A failure gives every frame the error.
+
+        A frame whose pixels are gone (its source's process died, taking the object with it) gets
+        ``None``: it is not a result, the restarted source sends that frame again.
+        """
         if self.init_error is not None:
             return [FrameResult(meta=meta, error=self.init_error) for meta in metas]
+        with self.clock.stage("get"):
+            images = self._fetch(frame_refs)
+        present = [i for i, image in enumerate(images) if image is not None]
+        results: list[FrameResult | None] = [None] * len(metas)
+        if not present:
+            return results
         try:
-            with self.clock.stage("get"):
-                images = ray.get(frame_refs)
             with self.clock.stage("model"):
-                detections = self.engine.infer(images)
-        except (MaskstreamError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
-            error = f"inference failed on a batch of {len(metas)} frames: {type(exc).__name__}: {exc}"
-            return [FrameResult(meta=meta, error=error) for meta in metas]
+                detections = self.engine.infer([images[i] for i in present])
+        except (MaskstreamError, RuntimeError, ValueError) as exc:
+            error = f"inference failed on a batch of {len(present)} frames: {type(exc).__name__}: {exc}"
+            for i in present:
+                results[i] = FrameResult(meta=metas[i], error=error)
+            return results
         now = time.time()
         self.batches += 1
-        self.frames += len(metas)
-        return [
-            FrameResult(meta=meta, instances=instances_from_detections(dets), inferred_at=now)
-            for meta, dets in zip(metas, detections, strict=True)
-        ]
+        self.frames += len(present)
+        for i, dets in zip(present, detections, strict=True):
+            results[i] = FrameResult(meta=metas[i], instances=instances_from_detections(dets), inferred_at=now)
+        return results
+
+    @staticmethod
+    def _fetch(frame_refs: list[Any]) -> list[Any]:
+        try:
+            return list(ray.get(frame_refs))
+        except ray.exceptions.ObjectLostError:
+            pass
+        images: list[Any] = []
+        for ref in frame_refs:  # one or more is lost: keep the others
+            try:
+                images.append(ray.get(ref))
+            except ray.exceptions.ObjectLostError:
+                images.append(None)
+        return images

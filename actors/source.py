@@ -1,40 +1,122 @@
-"""One source actor per stream: decode, put each frame into the object store once, submit its reference.
+"""One source actor per stream: decode, put each frame into the object store once, submit it, keep it until published.
+
+The actor drives its stream by itself from a thread started in ``__init__``, so that a source
+restarted by Ray after its process died simply carries on: it attaches to the stream's output
+(which says which ``seq`` comes next), skips what a file stream already published, and sends
+the rest. Every frame stays in a :class:`~pipeline.replay.ReplayWindow` until the output
+acknowledges it; when the dispatcher or the output restarted (its incarnation changed), the
+frames still in the window are sent again and the output drops what it already has.
 
 Two threads: the decoder fills a bounded ``FrameQueue`` (waits when full for files, drops the
-oldest for live streams); the sender puts each frame into the object store and submits it to
-the dispatcher, which blocks while the stream has ``max_in_flight_per_stream`` frames in flight.
+oldest for live streams); the sender puts frames into the object store and submits them while
+the window has room.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 from typing import Any
 
 import ray
 
-from pipeline.config import BackpressureConfig, StreamConfig
+from actors.names import HandleCache, RunNames
+from pipeline.config import BackpressureConfig, StreamConfig, SupervisionConfig
 from pipeline.errors import DecodeError, MaskstreamError
 from pipeline.frame_queue import FrameQueue
 from pipeline.frames import TransferFormat, frame_size
-from pipeline.messages import FrameMeta, StreamEnd, StreamInfo
+from pipeline.messages import FrameMeta, StreamEnd, StreamInfo, StreamStatus
+from pipeline.output import Attached
+from pipeline.replay import ReplayWindow
 from pipeline.sources import DecodedFrame, FrameSource, is_live_url, open_source
-from pipeline.stats import StageClock
+from pipeline.sources.reconnect import ReconnectPolicy
+from pipeline.stats import SourceStats, StageClock
 
 # How often a blocked decoder re-checks for stop (seconds): short enough for a prompt Ctrl-C.
 _STOP_POLL_S = 0.2
+# Seconds to wait for a downstream call before treating the actor as gone (it is probed again later).
+_CALL_TIMEOUT_S = 30.0
+
+
+class _Downstream(Exception):
+    """Internal: a downstream actor is unavailable (restarting or gone); wait and probe."""
 
 
 class SourceWorker:
-    def __init__(self, stream: StreamConfig, dispatcher: Any, backpressure: BackpressureConfig,
-                 transfer_format: TransferFormat = "rgb") -> None:
+    def __init__(self, stream: StreamConfig, backpressure: BackpressureConfig, supervision: SupervisionConfig, *,
+                 names: RunNames, transfer_format: TransferFormat = "rgb") -> None:
         self.stream = stream
-        self.dispatcher = dispatcher
+        self.dispatcher = ray.get_actor(names.dispatcher())
+        self.names = names
+        self.handles = HandleCache()
+        self.probe_interval_s = supervision.probe_interval_s
         self.live = stream.loop or is_live_url(stream.url) or stream.realtime
         self.queue: FrameQueue[DecodedFrame] = FrameQueue(
             capacity=backpressure.live_queue_frames if self.live else 2, drop_oldest=self.live
         )
-        self.source: FrameSource = open_source(
+        self.window: ReplayWindow[tuple[FrameMeta, Any]] = ReplayWindow(capacity=backpressure.max_in_flight_per_stream)
+        self._window_changed = threading.Condition()
+        self.transfer_format = transfer_format
+        self.info: StreamInfo | None = None
+        self.attached: Attached | None = None
+        self.index_base = 0  # added to the decoder's frame index (a restarted live stream numbers on)
+        self.output_incarnation: str | None = None
+        self.dispatcher_incarnation: str | None = None
+        self._stop = threading.Event()
+        self.decoded = 0
+        self.submitted = 0
+        self.resent = 0
+        self.error: str | None = None
+        self.draining = False
+        self.done = False
+        self.clock = StageClock()
+        self.source: FrameSource = self._open_source()
+        # The first incarnation waits for the supervisor's go (all streams start together); a restarted one goes on.
+        self._go = threading.Event()
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self._go.set()
+        self._thread = threading.Thread(target=self._main, name=f"source-{stream.id}", daemon=True)
+        self._thread.start()
+
+    # ---- remote API --------------------------------------------------------------------------
+    def go(self) -> None:
+        """Start sending frames (the first incarnation waits for this)."""
+        self._go.set()
+
+    def ack(self, next_seq: int) -> None:
+        """Every frame below ``next_seq`` is published (cumulative; repeats and reordering are harmless)."""
+        with self._window_changed:
+            self.window.ack(next_seq)
+            self._window_changed.notify_all()
+
+    def stop(self) -> None:
+        """Stop decoding; frames already decoded are still submitted, published, and the end sent."""
+        self._stop.set()
+        self.source.stop()
+
+    def stats(self) -> SourceStats:
+        return SourceStats(
+            stream_id=self.stream.id,
+            pid=os.getpid(),
+            epoch=-1 if self.attached is None else self.attached.epoch,
+            info=self.info,
+            decoded=self.decoded,
+            submitted=self.submitted,
+            resent=self.resent,
+            dropped=self.queue.dropped,
+            unacked=len(self.window),
+            error=self.error,
+            draining=self.draining,
+            done=self.done,
+            seconds=dict(self.clock.seconds),
+        )
+
+    # ---- the stream --------------------------------------------------------------------------
+    def _open_source(self) -> FrameSource:
+        stream = self.stream
+        return open_source(
             stream.id,
             stream.url,
             realtime=stream.realtime,
@@ -43,56 +125,64 @@ class SourceWorker:
             open_timeout_s=stream.open_timeout_s,
             read_timeout_s=stream.read_timeout_s,
             options=stream.options,
-            transfer=transfer_format,
+            transfer=self.transfer_format,
+            reconnect=ReconnectPolicy.from_stream_config(stream),
+            on_status=self._on_source_status,
         )
-        self.info: StreamInfo | None = None
-        self._stop = threading.Event()
-        self.decoded = 0
-        self.submitted = 0
-        self.error: str | None = None
-        self.clock = StageClock()
 
-    def open(self) -> StreamInfo:
-        """Open the stream; raises ``DecodeError`` naming the stream and the cause."""
-        self.info = self.source.open()
-        return self.info
-
-    def run(self) -> StreamEnd:
-        """Decode and submit until the stream ends, fails or is stopped; then tell the dispatcher it ended."""
+    def _main(self) -> None:
+        try:
+            self.info = self.source.open()
+        except DecodeError as exc:
+            self.error = str(exc)
+        except MaskstreamError as exc:
+            self.error = f"stream {self.stream.id!r}: {exc}"
+        if self.info is None:
+            self.draining = True
+            self._end_without_frames()
+            return
+        while not self._go.wait(_STOP_POLL_S):
+            if self._stop.is_set():
+                break
+        self._attach()
         decoder = threading.Thread(target=self._decode, name=f"decode-{self.stream.id}", daemon=True)
         decoder.start()
         try:
+            skip = 0 if self.live or self.attached is None else self.attached.next_seq
             while (frame := self.queue.get()) is not None:
+                if skip > 0:
+                    skip -= 1
+                    continue
                 self._submit(frame)
         finally:
             self._stop.set()
             self.source.stop()
             decoder.join(timeout=30)
             self.source.close()
-        end = StreamEnd(
-            stream_id=self.stream.id,
-            frames=self.submitted,
-            decoded=self.decoded,
-            dropped=self.queue.dropped,
-            error=self.error,
-        )
-        ray.get(self.dispatcher.end_stream.remote(end))
-        return end
+        self.draining = True
+        self._finish()
 
-    def stop(self) -> None:
-        """Stop decoding; frames already decoded are still submitted and processed."""
-        self._stop.set()
-        self.source.stop()
+    def _end_without_frames(self) -> None:
+        """The stream never opened: its output writes just the end message, with the cause."""
+        end = StreamEnd(stream_id=self.stream.id, frames=0, decoded=0, dropped=0, error=self.error)
+        while not self._call_output(lambda o: o.finish.remote(end)):
+            if self._wait_or_stopped():
+                return
+        self.done = True
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "decoded": self.decoded,
-            "submitted": self.submitted,
-            "dropped": self.queue.dropped,
-            "waiting": len(self.queue),
-            "error": self.error,
-            "seconds": dict(self.clock.seconds),
-        }
+    def _attach(self) -> None:
+        """First attach of this incarnation: number frames from where the output is."""
+        while True:
+            reply = self._call_output(lambda o: o.attach.remote(self.info))
+            if reply is not None:
+                self.attached, self.output_incarnation = reply
+                with self._window_changed:
+                    self.window = ReplayWindow(capacity=self.window.capacity, next_seq=self.attached.next_seq)
+                # A live stream restarted numbers its frames on after the last published one.
+                self.index_base = self.attached.next_index if self.live else 0
+                return
+            if self._stop.wait(self.probe_interval_s):
+                return
 
     def _decode(self) -> None:
         try:
@@ -120,19 +210,132 @@ class SourceWorker:
             self.queue.close()
 
     def _submit(self, frame: DecodedFrame) -> None:
+        self._wait_for_room()
+        if self.attached is None:
+            return
         height, width = frame_size(frame.image)
-        meta = FrameMeta(
-            stream_id=self.stream.id,
-            index=frame.index,
-            seq=self.submitted,
-            pts_s=frame.pts_s,
-            captured_at=frame.captured_at,
-            width=width,
-            height=height,
-        )
+        seq = self.window.next_seq
+        meta = FrameMeta(stream_id=self.stream.id, index=frame.index + self.index_base, seq=seq, pts_s=frame.pts_s,
+                         captured_at=frame.captured_at, width=width, height=height)
         with self.clock.stage("put"):
             ref = ray.put(frame.image)
-        # The reference travels inside a list so that Ray passes it on instead of resolving it:
-        # the pixels stay in the object store and are read zero-copy where they are needed.
-        ray.get(self.dispatcher.submit.remote(meta, [ref]))
+        with self._window_changed:
+            self.window.add(seq, (meta, ref))
         self.submitted += 1
+        self._send([(meta, ref)])
+
+    def _send(self, frames: list[tuple[FrameMeta, Any]]) -> None:
+        """Submit frames to the dispatcher, stamped with the current epoch; a dispatcher that changed
+        incarnation gets the whole window again."""
+        if self.attached is None:
+            return
+        epoch = self.attached.epoch
+        for meta, ref in frames:
+            try:
+                incarnation = ray.get(
+                    self.dispatcher.submit.options(enable_task_events=False).remote(
+                        dataclasses.replace(meta, epoch=epoch), [ref]
+                    ),
+                    timeout=_CALL_TIMEOUT_S,
+                )
+            except (ray.exceptions.RayError, TimeoutError):
+                return  # restarting: the probe sends the window again once it answers
+            if self.dispatcher_incarnation is None:
+                self.dispatcher_incarnation = incarnation
+            elif incarnation != self.dispatcher_incarnation:
+                self.dispatcher_incarnation = incarnation
+                self._resend()
+                return
+
+    def _wait_for_room(self) -> None:
+        """Block while the window is full; probe downstream when no acknowledgement came for a while."""
+        while True:
+            with self._window_changed:
+                if not self.window.full:
+                    return
+                before = self.window.acked
+                self._window_changed.wait(self.probe_interval_s)
+                if self.window.acked != before or not self.window.full:
+                    continue
+            self._probe()
+
+    def _finish(self) -> None:
+        """Wait until every frame is published (probing), then have the output write the end message."""
+        while True:
+            self._drain_window()
+            end = StreamEnd(stream_id=self.stream.id, frames=self.window.next_seq, decoded=self._decoded_total(),
+                            dropped=self.queue.dropped, error=self.error)
+            self._call_output(lambda o: o.finish.remote(end))
+            probe = self._call_output(lambda o: o.probe.remote())
+            if probe is not None and probe.ended:
+                self.done = True
+                return
+            if probe is not None and probe.incarnation != self.output_incarnation:
+                self._reattach()
+                continue
+            time.sleep(self.probe_interval_s / 4)
+
+    def _drain_window(self) -> None:
+        while True:
+            with self._window_changed:
+                if len(self.window) == 0:
+                    return
+                before = self.window.acked
+                self._window_changed.wait(self.probe_interval_s)
+                if self.window.acked != before:
+                    continue
+            self._probe()
+
+    def _decoded_total(self) -> int:
+        return self.index_base + self.decoded
+
+    def _probe(self) -> None:
+        """Ask the dispatcher and the output whether they restarted; if one did, send the window again."""
+        try:
+            dispatcher = ray.get(self.dispatcher.incarnation.remote(), timeout=_CALL_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError):
+            return
+        if dispatcher != self.dispatcher_incarnation:
+            self.dispatcher_incarnation = dispatcher
+            self._resend()
+        probe = self._call_output(lambda o: o.probe.remote())
+        if probe is not None and probe.incarnation != self.output_incarnation:
+            self._reattach()
+
+    def _reattach(self) -> None:
+        """The output restarted: attach again (a new epoch) and send every unpublished frame under it."""
+        reply = self._call_output(lambda o: o.attach.remote(self.info))
+        if reply is None:
+            return
+        self.attached, self.output_incarnation = reply
+        with self._window_changed:
+            self.window.ack(self.attached.next_seq)
+        self._resend()
+
+    def _resend(self) -> None:
+        with self._window_changed:
+            frames = [u.item for u in self.window.unacked()]
+        self.resent += len(frames)
+        self._send(frames)
+
+    def _on_source_status(self, state: str, *, reason: str | None = None, attempt: int | None = None,
+                          lost: int | None = None, downtime_s: float | None = None) -> None:
+        event = StreamStatus(stream_id=self.stream.id, state=state, at=time.time(), seq=self.window.next_seq,
+                             reason=reason, attempt=attempt, lost=lost, downtime_s=downtime_s)
+        self._call_output(lambda o: o.status.remote(event))
+
+    def _call_output(self, call: Any) -> Any:
+        """Call the stream's output; ``None`` when it is unavailable (restarting, or not found)."""
+        name = self.names.output(self.stream.id)
+        handle = self.handles.get(name)
+        if handle is None:
+            return None
+        try:
+            result = ray.get(call(handle), timeout=_CALL_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError):
+            self.handles.forget(name)
+            return None
+        return True if result is None else result
+
+    def _wait_or_stopped(self) -> bool:
+        return self._stop.wait(self.probe_interval_s)

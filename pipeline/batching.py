@@ -1,13 +1,16 @@
 """Cross-stream batching: pure logic, no Ray, no clock of its own (callers pass ``now_s``).
 
 A batch is ready when it holds ``max_batch_size`` items, or when its oldest item has
-waited ``max_wait_ms``, whichever comes first. Items leave in arrival order.
+waited ``max_wait_ms``, whichever comes first. Items leave in arrival order, or, given a
+``key`` (the stream), in turns across keys: a stream that ran ahead does not fill every
+batch while the others wait.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from pipeline.errors import ConfigError
@@ -29,7 +32,7 @@ class BatchAccumulator(Generic[T]):
     is there at once (lowest latency, smallest batches).
     """
 
-    def __init__(self, *, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(self, *, max_batch_size: int, max_wait_ms: float, key: Callable[[T], Hashable] | None = None) -> None:
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_ms < 0:
@@ -37,6 +40,7 @@ class BatchAccumulator(Generic[T]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._waiting: deque[_Waiting[T]] = deque()
+        self._key = key
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -61,7 +65,19 @@ class BatchAccumulator(Generic[T]):
     def take(self) -> list[T]:
         """Remove and return up to ``max_batch_size`` of the oldest items (possibly fewer, never zero when non-empty)."""
         count = min(self.max_batch_size, len(self._waiting))
-        return [self._waiting.popleft().item for _ in range(count)]
+        if self._key is None:
+            return [self._waiting.popleft().item for _ in range(count)]
+        queues: dict[Hashable, deque[_Waiting[T]]] = {}
+        for waiting in self._waiting:  # per key, in arrival order; keys ordered by their oldest item
+            queues.setdefault(self._key(waiting.item), deque()).append(waiting)
+        taken: list[_Waiting[T]] = []
+        while len(taken) < count:
+            for queue in queues.values():
+                if queue and len(taken) < count:
+                    taken.append(queue.popleft())
+        chosen = {id(w) for w in taken}
+        self._waiting = deque(w for w in self._waiting if id(w) not in chosen)
+        return [w.item for w in taken]
 
     def drain(self) -> list[T]:
         """Remove and return everything waiting (used at shutdown)."""

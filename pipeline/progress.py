@@ -62,7 +62,8 @@ class ProgressDisplay:
                 continue
             self.console.print(
                 f"{stream_id}: {row['published']} frames  {row['fps']:.1f} fps  latency p50 {_ms(row['latency_p50_ms'])} ms"
-                f"  p99 {_ms(row['latency_p99_ms'])} ms  dropped {row['dropped']}",
+                f"  p99 {_ms(row['latency_p99_ms'])} ms  dropped {row['dropped']}"
+                f"  restarts {row.get('restarts', 0)}  reconnects {row.get('reconnects', 0)}",
                 highlight=False,
                 markup=False,
             )
@@ -70,7 +71,9 @@ class ProgressDisplay:
 
 def summary_table(summaries: Sequence[StreamSummary]) -> Table:
     table = Table(title="maskstream run summary")
-    for column in ("stream", "decoded", "processed", "dropped", "published", "failed", "fps", "p50 ms", "p99 ms", "status"):
+    columns = ("stream", "decoded", "processed", "dropped", "published", "failed", "fps", "p50 ms", "p99 ms",
+               "restarts", "reconnects", "stalls", "status")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("stream", "status") else "right")
     for s in summaries:
         table.add_row(
@@ -83,6 +86,9 @@ def summary_table(summaries: Sequence[StreamSummary]) -> Table:
             f"{s.fps:.1f}",
             _ms(s.latency_p50_ms),
             _ms(s.latency_p99_ms),
+            str(s.restarts),
+            str(s.reconnects),
+            str(s.stalls),
             "ok" if s.error is None else "[red]failed[/red]",
         )
     return table

@@ -47,6 +47,10 @@ class ReorderBuffer(Generic[T]):
         """How many items wait for an earlier ``seq``."""
         return len(self._pending)
 
+    def has(self, seq: int) -> bool:
+        """Whether ``seq`` is waiting in the buffer."""
+        return seq in self._pending
+
     def push(self, seq: int, item: T) -> list[T]:
         """Accept ``item`` numbered ``seq``; return the items now releasable, in ``seq`` order (maybe none).
 

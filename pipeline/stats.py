@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,9 @@ class StreamSummary:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     error: str | None
+    restarts: int = 0  # actor restarts that concerned this stream (its own actors and the shared ones)
+    reconnects: int = 0  # times a live source came back after losing its stream
+    stalls: int = 0  # times the stall watchdog fired
 
 
 class StageClock:
@@ -104,3 +108,99 @@ def cost_per_frame_ms(seconds: dict[str, float], frames: int) -> dict[str, float
     if frames <= 0:
         return {}
     return {stage: 1000.0 * s / frames for stage, s in seconds.items()}
+
+
+# ---- typed statistics of the actors (what the supervisor polls) ------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """A source actor's counters for this incarnation of it (``epoch``), and whether its stream is done.
+
+    ``decoded``: frames of the stream read so far (for a file resumed after a restart, the frames
+    skipped because they were already published count too); ``submitted``: frames sent downstream
+    by this incarnation; ``resent``: frames sent again after a downstream actor restarted;
+    ``dropped``: frames a live source dropped while the pool was behind; ``unacked``: frames sent
+    and not yet published; ``draining``: decoding ended, the last frames are on their way;
+    ``done``: the stream's end message is out.
+    """
+
+    stream_id: str
+    pid: int
+    epoch: int
+    info: Any
+    decoded: int
+    submitted: int
+    resent: int
+    dropped: int
+    unacked: int
+    error: str | None
+    draining: bool
+    done: bool
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RestartRecord:
+    """One actor restart the supervisor saw: which actor (and stream), when, and what it cost.
+
+    ``at``: wall-clock time when it stopped answering (or was seen restarted); ``downtime_s``: from
+    then until it answered again; ``lost``: frames that cannot be sent again (a live source's
+    frames in flight); file streams lose none.
+    """
+
+    actor: str
+    stream_id: str | None
+    at: float
+    old_pid: int
+    new_pid: int
+    downtime_s: float
+    lost: int
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """A stream output actor's view: what is published, and how (counters cover the whole run)."""
+
+    stream_id: str
+    pid: int
+    incarnation: str
+    published: int
+    failed_frames: int
+    next_seq: int
+    pending: int
+    repeats: int
+    fps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    ended: bool
+    end_error: str | None
+    sink_errors: dict[str, str]
+    statuses: dict[str, int]
+    sinks: dict[str, Any]
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DispatcherStats:
+    """The dispatcher's batching counters for this incarnation of it."""
+
+    pid: int
+    incarnation: str
+    submits: int
+    batches: int
+    cross_stream_batches: int
+    mean_batch_size: float
+    failed_batches: int
+    retried_batches: int
+    lost_frames: int
+    waiting: int
+    in_flight_batches: list[int]
+
+
+@dataclass(frozen=True)
+class InferenceStats:
+    pid: int
+    batches: int
+    frames: int
+    seconds: dict[str, float]

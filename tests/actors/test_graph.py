@@ -42,8 +42,8 @@ def test_frames_of_two_streams_share_batches(ray_session: None, tmp_path: Path) 
     report = PipelineRunner(cfg, console=Console(stderr=True, width=140)).run()
     assert report.exit_code == 0, report
     assert {s.stream_id: s.published for s in report.summaries} == {"a": 12, "b": 10}
-    assert report.batching["batches"] < 22  # batched, not frame by frame
-    assert report.batching["cross_stream_batches"] > 0
+    assert report.batching.batches < 22  # batched, not frame by frame
+    assert report.batching.cross_stream_batches > 0
     for sid, n in (("a", 12), ("b", 10)):
         messages = list(read_jsonl(tmp_path / f"{sid}.jsonl"))
         assert [m.index for m in messages[:-1]] == list(range(n))

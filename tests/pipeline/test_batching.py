@@ -45,3 +45,14 @@ def test_invalid_arguments() -> None:
         BatchAccumulator(max_batch_size=0, max_wait_ms=1)
     with pytest.raises(ConfigError, match="max_wait_ms must be >= 0, got -1"):
         BatchAccumulator(max_batch_size=1, max_wait_ms=-1)
+
+
+def test_with_a_key_batches_take_turns_across_streams():
+    acc = BatchAccumulator(max_batch_size=4, max_wait_ms=0, key=lambda item: item[0])
+    for i in range(6):
+        acc.add(("a", i), now_s=0.0)
+    for i in range(3):
+        acc.add(("b", i), now_s=1.0)
+    assert acc.take() == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    assert acc.take() == [("a", 2), ("b", 2), ("a", 3), ("a", 4)]
+    assert acc.take() == [("a", 5)] and len(acc) == 0

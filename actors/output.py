@@ -1,0 +1,146 @@
+"""One output actor per stream: reorder, track and publish (``pipeline.output.StreamOutput``), checkpointed.
+
+After each published batch the output writes its checkpoint to Ray's GCS key-value store and
+acknowledges the published frames to the stream's source. When its process dies, Ray restarts it:
+the new incarnation finds the checkpoint, resumes its sinks (nothing written twice) and hands out
+track ids above every id already published.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors.names import HandleCache, RunNames, kv_get, kv_put
+from pipeline.config import SinksConfig, TrackingConfig
+from pipeline.errors import SinkError
+from pipeline.messages import FrameResult, StreamEnd, StreamInfo, StreamStatus
+from pipeline.output import Attached, Delivered, OutputCheckpoint, StreamOutput
+from pipeline.sinks.factory import build_sinks
+from pipeline.stats import OutputStats
+from pipeline.tracking.from_config import tracker_from_config
+
+# Acknowledgements sent and not yet confirmed: past this many, wait for the oldest (bounds memory).
+_MAX_ACKS_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a source asks when it has waited for acknowledgements: did the output restart, where is it?"""
+
+    incarnation: str
+    next_seq: int
+    ended: bool
+
+
+class OutputWorker:
+    def __init__(self, stream_id: str, sinks: SinksConfig, tracking: TrackingConfig, *, max_pending: int,
+                 names: RunNames) -> None:
+        self.stream_id = stream_id
+        self.names = names
+        self.incarnation = uuid.uuid4().hex[:12]
+        self.handles = HandleCache()
+        self.init_error: str | None = None
+        saved = kv_get(names.checkpoint_key(stream_id))
+        checkpoint = OutputCheckpoint.from_bytes(saved) if saved is not None else None
+        try:
+            built = build_sinks(stream_id, sinks)
+        except SinkError as exc:
+            built = {}
+            self.init_error = str(exc)
+        tracker = tracker_from_config(tracking) if tracking.enabled else None
+        self.output = StreamOutput(stream_id, built, tracker, max_pending=max_pending, checkpoint=checkpoint)
+        self._acks: list[Any] = []
+        if checkpoint is None:
+            self._save()
+
+    def ready(self) -> str | None:
+        """``None``, or why the sinks could not be set up."""
+        return self.init_error
+
+    def attach(self, info: StreamInfo) -> tuple[Attached, str]:
+        attached = self.output.attach(info)
+        self._save()
+        return attached, self.incarnation
+
+    def push(self, results: list[FrameResult], frame_refs: list[Any]) -> int:
+        """Results of one batch for this stream (any order, maybe repeats); returns frames published."""
+        needs_image = any(s.needs_image for n, s in self.output.sinks.items() if n not in self.output.sink_errors)
+        delivered = []
+        with self.output.clock.stage("fetch"):
+            for result, ref in zip(results, frame_refs, strict=True):
+                image = None
+                if needs_image and result.meta.epoch == self.output.checkpoint.epoch:
+                    try:
+                        image = ray.get(ref)
+                    except ray.exceptions.ObjectLostError:
+                        continue  # its source died: the restarted source sends the frame again
+                delivered.append(Delivered(result, image))
+        published = self.output.push(delivered)
+        if published:
+            self._save()
+            self._ack()
+        return published
+
+    def status(self, event: StreamStatus) -> None:
+        self.output.status(event)
+        self._save()
+
+    def finish(self, end: StreamEnd) -> None:
+        self.output.finish(end)
+        self._save()
+
+    def abort(self, error: str, decoded: int = 0, dropped: int = 0, info: StreamInfo | None = None) -> None:
+        self.output.abort(error, decoded=decoded, dropped=dropped, info=info)
+        self._save()
+
+    def probe(self) -> Probe:
+        return Probe(self.incarnation, self.output.next_seq, self.output.ended)
+
+    def stats(self) -> OutputStats:
+        out = self.output
+        state = out.checkpoint
+        return OutputStats(
+            stream_id=self.stream_id,
+            pid=os.getpid(),
+            incarnation=self.incarnation,
+            published=state.published,
+            failed_frames=state.failed_frames,
+            next_seq=state.next_seq,
+            pending=out.pending,
+            repeats=out.repeats,
+            fps=out.fps(),
+            latency_p50_ms=out.latency.percentile_ms(50),
+            latency_p99_ms=out.latency.percentile_ms(99),
+            ended=out.ended,
+            end_error=None if out.end is None or not out.ended else out.end.error,
+            sink_errors=dict(out.sink_errors),
+            statuses=dict(state.statuses),
+            sinks=out.sink_stats(),
+            seconds=dict(out.clock.seconds),
+        )
+
+    def close(self) -> None:
+        self.output.close()
+
+    def _save(self) -> None:
+        kv_put(self.names.checkpoint_key(self.stream_id), self.output.checkpoint.to_bytes())
+
+    def _ack(self) -> None:
+        """Tell the source which frames are out (fire and forget; a lost ack is covered by the next)."""
+        source = self.handles.get(self.names.source(self.stream_id))
+        if source is None:
+            return
+        self._acks.append(source.ack.options(enable_task_events=False).remote(self.output.next_seq))
+        done, self._acks = ray.wait(self._acks, num_returns=len(self._acks), timeout=0)
+        if len(self._acks) > _MAX_ACKS_IN_FLIGHT:
+            done.append(self._acks.pop(0))
+        for ref in done:
+            try:
+                ray.get(ref, timeout=5)
+            except (ray.exceptions.RayError, TimeoutError):  # the source is restarting: it probes instead
+                self.handles.forget(self.names.source(self.stream_id))
