@@ -2,7 +2,8 @@
 
 Pub/sub does not buffer: a ``Subscriber`` only receives messages published after it
 subscribed. ``Subscriber(...)`` returns only once Redis confirmed every subscription,
-so anything published after the constructor returned is received.
+so anything published after the constructor returned is received. Both readers yield
+frames, status events (``StreamStatus``) and end messages in the order they were published.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import redis
 from pycocotools import mask as mask_utils
 
 from pipeline.errors import MaskstreamError
-from pipeline.messages import FrameMessage, Instance, MessageError, StreamEnd, parse_message
+from pipeline.messages import FrameMessage, Instance, MessageError, StreamEnd, StreamStatus, parse_message
 from pipeline.sinks.redis_sink import redact_url as _redact
 
 log = logging.getLogger(__name__)
+
+# Per stream, the subscriber remembers the seqs of this many frames below the highest seq it yielded
+# (to drop repeats); older seqs count as yielded. A restarted output goes back far fewer frames than this.
+REPEAT_WINDOW = 10_000
 
 
 class SubscriberError(MaskstreamError):
@@ -90,13 +95,21 @@ class ReceivedFrame:
 class Subscriber:
     """Subscribe to the result channels of ``streams`` and iterate over what arrives.
 
-    Iteration yields ``ReceivedFrame`` and ``StreamEnd`` items in arrival order (per
-    stream, the producer's order) and stops when every subscribed stream has sent its
-    end message, or when ``idle_timeout_s`` passes without any message (``None``: wait
-    forever). Malformed messages (not JSON, not matching the schema, or for a stream not
-    subscribed on that channel) are skipped, counted in ``malformed`` and logged with
-    the channel and the reason; they never end the iteration. ``received`` counts the
-    items yielded. A lost Redis connection raises ``SubscriberError``.
+    Iteration yields ``ReceivedFrame``, ``StreamStatus`` and ``StreamEnd`` items in arrival
+    order (per stream, the producer's order: status events where they happened between the
+    frames) and stops when every subscribed stream has sent its end message, or when
+    ``idle_timeout_s`` passes without any message (``None``: wait forever). Malformed messages
+    (not JSON, not matching the schema, or for a stream not subscribed on that channel) are
+    skipped, counted in ``malformed`` and logged with the channel and the reason; they never
+    end the iteration. ``received`` counts the items yielded. A lost Redis connection raises
+    ``SubscriberError``.
+
+    Repeats: the Redis sink may publish a message twice (a retry after a timeout, an output
+    that restarted). A frame whose ``(stream, seq)`` was already yielded is dropped and counted
+    in ``repeats``, as is an end message of a stream that already ended with no frame since.
+    A stream's memory of seqs is cleared by its end message, and by a frame with seq 0
+    captured after the last frame yielded (a new run of the stream that began without an end
+    message before it). Status events are never dropped (a repeated one is harmless).
 
     The constructor returns only after Redis confirmed every SUBSCRIBE (or raises
     ``SubscriberError`` after ``subscribe_timeout_s``): whatever is published after it
@@ -123,7 +136,9 @@ class Subscriber:
         self.idle_timeout_s = idle_timeout_s
         self.malformed = 0
         self.received = 0
+        self.repeats = 0
         self.ended: set[str] = set()
+        self._seen: dict[str, _SeenSeqs] = {}
         # channel -> the streams published on it (several when the template has no {stream}).
         self._channels: dict[str, set[str]] = {}
         for s in self.streams:
@@ -197,7 +212,7 @@ class Subscriber:
         """True once every subscribed stream has sent its end message."""
         return self.ended.issuperset(self.streams)
 
-    def __iter__(self) -> Iterator[ReceivedFrame | StreamEnd]:
+    def __iter__(self) -> Iterator[ReceivedFrame | StreamStatus | StreamEnd]:
         last_message = time.monotonic()
         while not self.done and not self._closed:
             if self._pending:
@@ -227,14 +242,34 @@ class Subscriber:
                 channel, data, received_at = _text(msg.get("channel")), msg.get("data"), time.time()
             last_message = time.monotonic()
             item = self._parse(channel, data, received_at)
-            if item is None:
+            if item is None or self._is_repeat(item):
                 continue
             if isinstance(item, StreamEnd):
                 self.ended.add(item.stream_id)
             self.received += 1
             yield item
 
-    def _parse(self, channel: str, data: Any, received_at: float) -> ReceivedFrame | StreamEnd | None:
+    def _is_repeat(self, item: ReceivedFrame | StreamStatus | StreamEnd) -> bool:
+        """True (and counted) for a frame already yielded or an end already yielded; records what is new."""
+        stream = item.stream_id
+        if isinstance(item, StreamStatus):
+            return False
+        if isinstance(item, StreamEnd):
+            if stream in self.ended:  # no frame since the last end (a frame of a new run clears it)
+                self.repeats += 1
+                return True
+            self._seen.pop(stream, None)  # the next frame of this stream begins a new run
+            return False
+        seen = self._seen.get(stream)
+        if seen is None or (item.seq == 0 and item.message.captured_at > seen.last_captured_at):
+            seen = self._seen[stream] = _SeenSeqs()
+            self.ended.discard(stream)
+        if not seen.add(item.seq, item.message.captured_at):
+            self.repeats += 1
+            return True
+        return False
+
+    def _parse(self, channel: str, data: Any, received_at: float) -> ReceivedFrame | StreamStatus | StreamEnd | None:
         try:
             text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
             message = parse_message(json.loads(text))
@@ -245,17 +280,41 @@ class Subscriber:
             self.malformed += 1
             log.warning("subscriber: skipped a malformed message on channel %r: %s", channel, exc)
             return None
-        if isinstance(message, StreamEnd):
+        if isinstance(message, (StreamEnd, StreamStatus)):
             return message
         return ReceivedFrame(message=message, received_at=received_at)
+
+
+class _SeenSeqs:
+    """The seqs of one stream's frames yielded so far (exactly within ``REPEAT_WINDOW`` of the highest)."""
+
+    def __init__(self) -> None:
+        self.seqs: set[int] = set()
+        self.high = -1
+        self.last_captured_at = float("-inf")
+
+    def add(self, seq: int, captured_at: float) -> bool:
+        """Record ``seq``; False when it was already yielded (or is older than the window)."""
+        if seq in self.seqs or seq <= self.high - REPEAT_WINDOW:
+            return False
+        self.seqs.add(seq)
+        self.last_captured_at = max(self.last_captured_at, captured_at)
+        if seq > self.high:
+            self.high = seq
+            if len(self.seqs) > 2 * REPEAT_WINDOW:
+                self.seqs = {s for s in self.seqs if s > self.high - REPEAT_WINDOW}
+        return True
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def read_jsonl(path: Path) -> Iterator[FrameMessage | StreamEnd]:
-    """Read messages back from a JSON Lines file (``JsonlSink``'s output); blank lines are skipped.
+def read_jsonl(path: Path) -> Iterator[FrameMessage | StreamStatus | StreamEnd]:
+    """Read messages back from a JSON Lines file (``JsonlSink``'s output), in file order; blank lines are skipped.
+
+    Yields ``FrameMessage``, ``StreamStatus`` (status events, between the frames where they
+    happened) and ``StreamEnd`` items.
 
     Raises ``MessageError`` naming ``path:line`` and the reason on a line that is not a valid message.
     """
@@ -284,12 +343,16 @@ def read_jsonl(path: Path) -> Iterator[FrameMessage | StreamEnd]:
                 raise MessageError(f"{path}:{lineno}: {exc}") from exc
 
 
-def format_frame_line(item: ReceivedFrame | FrameMessage | StreamEnd) -> str:
+def format_frame_line(item: ReceivedFrame | FrameMessage | StreamStatus | StreamEnd) -> str:
     """One human-readable line per item (``maskstream subscribe``).
 
     ``cam1 frame 12 (seq 12): 3 instances [person, person, car] tracks [4, 7, -] latency 45.1 ms``;
+    ``cam1 status reconnecting before seq 12: connection reset, attempt 2``;
+    ``cam1 status sink_recovered (redis) before seq 40: lost 15, downtime 3.2 s``;
     ``cam1 end: 120 frames, 130 decoded, 10 dropped`` (plus ``error: ...`` when there is one).
     """
+    if isinstance(item, StreamStatus):
+        return format_status_line(item)
     if isinstance(item, StreamEnd):
         line = f"{item.stream_id} end: {item.frames} frames, {item.decoded} decoded, {item.dropped} dropped"
         if item.error is not None:
@@ -309,3 +372,21 @@ def format_frame_line(item: ReceivedFrame | FrameMessage | StreamEnd) -> str:
     if message.error is not None:
         line += f" error: {message.error}"
     return line
+
+
+def format_status_line(event: StreamStatus) -> str:
+    """One human-readable line for a status event: stream, state, actor, position, then what is known."""
+    head = f"{event.stream_id} status {event.state}"
+    if event.actor is not None:
+        head += f" ({event.actor})"
+    head += f" before seq {event.seq}"
+    details = []
+    if event.reason is not None:
+        details.append(" ".join(event.reason.split()))  # one line, whatever the reason holds
+    if event.attempt is not None:
+        details.append(f"attempt {event.attempt}")
+    if event.lost is not None:
+        details.append(f"lost {event.lost}")
+    if event.downtime_s is not None:
+        details.append(f"downtime {event.downtime_s:.1f} s")
+    return f"{head}: {', '.join(details)}" if details else head

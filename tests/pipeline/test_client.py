@@ -1,4 +1,5 @@
-"""Subscriber against a real redis-server (two streams, malformed messages, idle timeout), read_jsonl, format_frame_line."""
+"""Subscriber against a real redis-server (two streams, status events, repeats, malformed messages, idle timeout),
+read_jsonl, format_frame_line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import redis
 
 from pipeline.client import ReceivedFrame, Subscriber, SubscriberError, format_frame_line, read_jsonl
-from pipeline.messages import FrameMessage, MessageError, StreamEnd, StreamInfo, parse_message
+from pipeline.messages import FrameMessage, MessageError, StreamEnd, StreamInfo, StreamStatus, parse_message
 from pipeline.sinks import JsonlSink, RedisSink
 from tests.pipeline.sinks import factories as f
 
@@ -194,3 +195,92 @@ def test_shared_channel_for_several_streams(redis_url: str) -> None:
     assert [(type(it).__name__, it.stream_id) for it in items] == [
         ("ReceivedFrame", a), ("StreamEnd", a), ("ReceivedFrame", b), ("StreamEnd", b)
     ]
+
+
+def frame_json(stream: str, seq: int, *, captured_at: float | None = None) -> str:
+    message = f.result(stream, seq, H, W, ()).to_json(published_at=time.time())
+    if captured_at is not None:
+        message["captured_at"] = captured_at
+    return json.dumps(message)
+
+
+def test_status_events_are_yielded_in_order_with_frames(redis_url: str) -> None:
+    (s,) = ids(1)
+    with Subscriber(redis_url, [s], idle_timeout_s=10) as sub:
+        sink = RedisSink(s, url=redis_url)
+        sink.start(info(s))
+        sink.write(f.result(s, 0, H, W), None)
+        stalled = StreamStatus(s, "stalled", at=time.time(), seq=1, reason="no frame for 5.0 s", actor="source")
+        sink.status(stalled)
+        sink.write(f.result(s, 1, H, W), None)
+        sink.end(f.end(s, 2))
+        sink.close()
+        items = list(sub)
+    assert [type(it).__name__ for it in items] == ["ReceivedFrame", "StreamStatus", "ReceivedFrame", "StreamEnd"]
+    assert items[1] == stalled and sub.received == 4 and sub.repeats == 0
+
+
+def test_repeated_frames_are_yielded_once(redis_url: str) -> None:
+    """A frame published again (a retry after a timeout, an output that restarted) is dropped by (stream, seq)."""
+    a, b = ids(2)
+    client = redis.Redis.from_url(redis_url)
+    t0 = time.time() - 100
+    with Subscriber(redis_url, [a, b], idle_timeout_s=10) as sub:
+        for seq in (0, 1, 2):
+            client.publish(f"masks:{a}", frame_json(a, seq, captured_at=t0 + seq))
+        client.publish(f"masks:{b}", frame_json(b, 1, captured_at=t0 + 1))  # another stream: its own seqs
+        client.publish(f"masks:{a}", json.dumps(StreamStatus(a, "restarted", at=time.time(), seq=1, actor="output").to_json()))
+        for seq in (1, 2, 3):  # the restarted output went back to seq 1: 1 and 2 are repeats
+            client.publish(f"masks:{a}", frame_json(a, seq, captured_at=t0 + seq))
+        client.publish(f"masks:{a}", json.dumps(f.end(a, 4).to_json()))
+        client.publish(f"masks:{a}", json.dumps(f.end(a, 4).to_json()))  # the end again: dropped too
+        # A new run of a (seq from 0 again, captured later) after its end: yielded, not a repeat.
+        client.publish(f"masks:{a}", frame_json(a, 0, captured_at=time.time()))
+        client.publish(f"masks:{a}", json.dumps(f.end(a, 1).to_json()))
+        client.publish(f"masks:{b}", json.dumps(f.end(b, 2).to_json()))
+        items = list(sub)
+    client.close()
+    seen = [(it.stream_id, type(it).__name__, getattr(it, "seq", None)) for it in items]
+    assert seen == [
+        (a, "ReceivedFrame", 0), (a, "ReceivedFrame", 1), (a, "ReceivedFrame", 2), (b, "ReceivedFrame", 1),
+        (a, "StreamStatus", 1), (a, "ReceivedFrame", 3), (a, "StreamEnd", None),
+        (a, "ReceivedFrame", 0), (a, "StreamEnd", None), (b, "StreamEnd", None),
+    ]
+    assert sub.repeats == 3 and sub.received == len(items) and sub.malformed == 0 and sub.done
+
+
+def test_a_new_run_without_an_end_is_not_taken_for_repeats(redis_url: str) -> None:
+    (s,) = ids(1)
+    client = redis.Redis.from_url(redis_url)
+    with Subscriber(redis_url, [s], idle_timeout_s=10) as sub:
+        old = time.time() - 100
+        for seq in range(3):  # a run that died without an end message
+            client.publish(f"masks:{s}", frame_json(s, seq, captured_at=old + seq))
+        client.publish(f"masks:{s}", frame_json(s, 0, captured_at=old))  # a repeat of the old run's frame 0
+        for seq in range(2):  # the next run: seq 0 captured after everything yielded
+            client.publish(f"masks:{s}", frame_json(s, seq, captured_at=time.time()))
+        client.publish(f"masks:{s}", json.dumps(f.end(s, 2).to_json()))
+        items = list(sub)
+    client.close()
+    assert [getattr(it, "seq", "end") for it in items] == [0, 1, 2, 0, 1, "end"] and sub.repeats == 1
+
+
+def test_read_jsonl_yields_status_lines_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "cam1.jsonl"
+    unavailable = StreamStatus("cam1", "sink_unavailable", at=time.time(), seq=1, reason="ConnectionError", actor="redis")
+    recovered = StreamStatus("cam1", "sink_recovered", at=time.time(), seq=1, actor="redis", lost=2, downtime_s=3.25)
+    lines = [f.result("cam1", 0, H, W).to_json(), unavailable.to_json(), recovered.to_json(),
+             f.result("cam1", 3, H, W).to_json(), f.end("cam1", 2).to_json()]
+    path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    items = list(read_jsonl(path))
+    assert [type(m).__name__ for m in items] == ["FrameMessage", "StreamStatus", "StreamStatus", "FrameMessage", "StreamEnd"]
+    assert items[1:3] == [unavailable, recovered]
+
+
+def test_format_status_lines() -> None:
+    at = time.time()
+    assert format_frame_line(StreamStatus("cam1", "live", at=at, seq=0)) == "cam1 status live before seq 0"
+    assert format_frame_line(StreamStatus("cam1", "reconnecting", at=at, seq=12, reason="connection reset\nby peer",
+                                          attempt=2)) == "cam1 status reconnecting before seq 12: connection reset by peer, attempt 2"
+    line = format_frame_line(StreamStatus("cam1", "sink_recovered", at=at, seq=40, actor="redis", lost=15, downtime_s=3.21))
+    assert line == "cam1 status sink_recovered (redis) before seq 40: lost 15, downtime 3.2 s"
