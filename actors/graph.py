@@ -193,6 +193,8 @@ class PipelineRunner:
             restarts=len(stream.restarts),
             reconnects=statuses.get("recovered", 0),
             stalls=statuses.get("stalled", 0),
+            undelivered=sum(int(v.get("undelivered", 0)) for v in (out.sinks.values() if out else [])
+                            if isinstance(v, dict)),
         )
 
     def _print_pool(self) -> None:

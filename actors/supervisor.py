@@ -146,7 +146,7 @@ class Supervisor:
     def poll(self) -> None:
         """Read every actor's statistics once; notice restarts and deaths and act on them."""
         watched = self._all_watched()
-        refs = {id(w): w.handle.stats.remote() for w in watched if w.dead is None}
+        refs = {id(w): w.handle.stats.options(enable_task_events=False).remote() for w in watched if w.dead is None}
         ray.wait(list(refs.values()), num_returns=len(refs), timeout=_STATS_TIMEOUT_S)
         now = time.time()
         for w in watched:

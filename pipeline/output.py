@@ -197,8 +197,20 @@ class StreamOutput:
             for ready in released:
                 self._publish(ready)
             published += len(released)
+        self.relay_sink_events()
         self._maybe_end()
         return published
+
+    def relay_sink_events(self) -> None:
+        """Write a sink's own status events (the Redis sink's outages) to the other sinks and count them.
+
+        The sink that raised an event has already placed it in its own output, in order."""
+        for name, sink in self.sinks.items():
+            take = getattr(sink, "take_events", None)
+            if not callable(take):
+                continue
+            for event in take():
+                self._write_status(dataclasses.replace(event, seq=self._state.next_seq), skip=name)
 
     def status(self, event: StreamStatus) -> None:
         """Write ``event`` before frame ``event.seq`` (now, if that frame is next or already out; an output
@@ -251,12 +263,9 @@ class StreamOutput:
                         self._sink_next[name] = 0
             except SinkError as exc:
                 self._sink_failed(name, "start", exc)
-        if self.resuming and self._sink_next:
-            # A durable sink that is behind the checkpoint (it died between its write and the
-            # checkpoint) gets those frames again; the sinks that have them skip them.
-            behind = min(self._sink_next.values())
-            if behind < self._state.next_seq:
-                self._state = dataclasses.replace(self._state, next_seq=behind)
+        # The checkpoint decides where the stream goes on: a sink ahead of it (its process died between
+        # the write and the checkpoint) skips what it has; a sink behind it (a Redis restarted without
+        # persistence lost its history) misses those frames: the source no longer holds them.
 
     def _track(self, result: FrameResult) -> FrameResult:
         if result.error is None and self.tracker is not None:
@@ -289,9 +298,9 @@ class StreamOutput:
             failed_frames=self._state.failed_frames + (result.error is not None),
         )
 
-    def _write_status(self, event: StreamStatus) -> None:
+    def _write_status(self, event: StreamStatus, *, skip: str | None = None) -> None:
         for name, sink in self.sinks.items():
-            if name in self.sink_errors or not self._opened:
+            if name in self.sink_errors or not self._opened or name == skip:
                 continue
             try:
                 sink.status(event)
@@ -309,6 +318,7 @@ class StreamOutput:
     def _write_end(self) -> None:
         if self.end is None:
             return
+        self.relay_sink_events()
         for event in self._statuses:
             self._write_status(dataclasses.replace(event, seq=self._state.next_seq))
         self._statuses.clear()
@@ -342,5 +352,6 @@ class StreamOutput:
         for name, sink in self.sinks.items():
             stats = getattr(sink, "stats", None)
             if callable(stats):
-                out[name] = stats()
+                value = stats()
+                out[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return out

@@ -72,7 +72,7 @@ class ProgressDisplay:
 def summary_table(summaries: Sequence[StreamSummary]) -> Table:
     table = Table(title="maskstream run summary")
     columns = ("stream", "decoded", "processed", "dropped", "published", "failed", "fps", "p50 ms", "p99 ms",
-               "restarts", "reconnects", "stalls", "status")
+               "restarts", "reconnects", "stalls", "undelivered", "status")
     for column in columns:
         table.add_column(column, justify="left" if column in ("stream", "status") else "right")
     for s in summaries:
@@ -89,6 +89,7 @@ def summary_table(summaries: Sequence[StreamSummary]) -> Table:
             str(s.restarts),
             str(s.reconnects),
             str(s.stalls),
+            str(s.undelivered),
             "ok" if s.error is None else "[red]failed[/red]",
         )
     return table

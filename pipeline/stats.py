@@ -68,6 +68,7 @@ class StreamSummary:
     restarts: int = 0  # actor restarts that concerned this stream (its own actors and the shared ones)
     reconnects: int = 0  # times a live source came back after losing its stream
     stalls: int = 0  # times the stall watchdog fired
+    undelivered: int = 0  # messages a sink could not deliver (Redis down longer than its buffer holds)
 
 
 class StageClock:

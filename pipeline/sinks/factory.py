@@ -15,7 +15,8 @@ def build_sinks(stream_id: str, config: SinksConfig) -> dict[str, Sink]:
     sinks: dict[str, Sink] = {}
     if config.redis is not None:
         sinks["redis"] = RedisSink(
-            stream_id, url=config.redis.url, channel=config.redis.channel, history_maxlen=config.redis.history_maxlen
+            stream_id, url=config.redis.url, channel=config.redis.channel, history_maxlen=config.redis.history_maxlen,
+            buffer_frames=config.redis.buffer_frames,
         )
     if config.jsonl is not None:
         sinks["jsonl"] = JsonlSink(stream_id, directory=config.jsonl.dir)
