@@ -62,6 +62,11 @@ class SourceWorker:
         self.info: StreamInfo | None = None
         self.attached: Attached | None = None
         self.index_base = 0  # added to the decoder's frame index (a restarted live stream numbers on)
+        # Connection events wait here for the frames decoded before them: (last index decoded before it, event).
+        self._deferred: list[tuple[int, StreamStatus]] = []
+        self._status_lock = threading.Lock()
+        self._in_hand = False  # the sender holds a frame taken from the queue and not yet in the window
+        self._last_index = -1
         self.output_incarnation: str | None = None
         self.dispatcher_incarnation: str | None = None
         self._stop = threading.Event()
@@ -149,17 +154,20 @@ class SourceWorker:
         decoder.start()
         try:
             skip = 0 if self.live or self.attached is None else self.attached.next_seq
-            while (frame := self.queue.get()) is not None:
+            while (frame := self._next_frame()) is not None:
+                self._emit_statuses_before(frame.index)
                 if skip > 0:
                     skip -= 1
                     continue
                 self._submit(frame)
+                self._in_hand = False
         finally:
             self._stop.set()
             self.source.stop()
             decoder.join(timeout=30)
             self.source.close()
         self.draining = True
+        self._emit_statuses_before(None)
         self._finish()
 
     def _end_without_frames(self) -> None:
@@ -195,6 +203,7 @@ class SourceWorker:
                 if not self.stream.realtime:  # a paced source's wait is not decoding work
                     self.clock.add("decode", time.perf_counter() - started)
                 self.decoded += 1
+                self._last_index = frame.index
                 while not self.queue.put(frame, timeout_s=_STOP_POLL_S):
                     if self._stop.is_set():
                         return
@@ -318,11 +327,38 @@ class SourceWorker:
         self.resent += len(frames)
         self._send(frames)
 
+    def _next_frame(self) -> DecodedFrame | None:
+        frame = self.queue.get()
+        with self._status_lock:
+            self._in_hand = frame is not None
+        return frame
+
     def _on_source_status(self, state: str, *, reason: str | None = None, attempt: int | None = None,
                           lost: int | None = None, downtime_s: float | None = None) -> None:
-        event = StreamStatus(stream_id=self.stream.id, state=state, at=time.time(), seq=self.window.next_seq,
-                             reason=reason, attempt=attempt, lost=lost, downtime_s=downtime_s)
-        self._call_output(lambda o: o.status.remote(event))
+        """A connection state change, from the decoder thread: it goes out after the frames decoded before it.
+
+        With none of them still waiting to be sent, it goes out at once (subscribers learn of an outage while
+        it lasts); otherwise the sender sends it just before the first frame decoded after it."""
+        event = StreamStatus(stream_id=self.stream.id, state=state, at=time.time(), reason=reason, attempt=attempt,
+                             lost=lost, downtime_s=downtime_s)
+        with self._status_lock:
+            if self._deferred or self._in_hand or len(self.queue):
+                self._deferred.append((self._last_index, event))
+                return
+        self._send_status(event)
+
+    def _emit_statuses_before(self, index: int | None) -> None:
+        """Send the deferred events decoded before frame ``index`` (all of them when ``None``)."""
+        while True:
+            with self._status_lock:
+                if not self._deferred or (index is not None and self._deferred[0][0] >= index):
+                    return
+                _, event = self._deferred.pop(0)
+            self._send_status(event)
+
+    def _send_status(self, event: StreamStatus) -> None:
+        stamped = dataclasses.replace(event, seq=self.window.next_seq)
+        self._call_output(lambda o: o.status.remote(stamped))
 
     def _call_output(self, call: Any) -> Any:
         """Call the stream's output; ``None`` when it is unavailable (restarting, or not found)."""

@@ -33,6 +33,9 @@ from pipeline.tracking import ByteTracker
 
 log = logging.getLogger(__name__)
 
+# Seconds a buffering sink (Redis) may take to deliver what it holds before the end message goes out.
+FLUSH_BEFORE_END_S = 10.0
+
 
 class OutputError(MaskstreamError):
     """The output was used out of order (a push before attach, a checkpoint that does not parse)."""
@@ -170,6 +173,8 @@ class StreamOutput:
             self._opened = True
         self._state = dataclasses.replace(self._state, epoch=self._state.epoch + 1, info=dataclasses.asdict(info))
         self._reorder = ReorderBuffer(max_pending=self.max_pending, first_seq=self._state.next_seq)
+        if self._opened:
+            self._flush_statuses(self._state.next_seq)
         return Attached(epoch=self._state.epoch, next_seq=self._state.next_seq,
                         next_index=self._state.next_index, resumed=self.resuming)
 
@@ -213,12 +218,20 @@ class StreamOutput:
                 self._write_status(dataclasses.replace(event, seq=self._state.next_seq), skip=name)
 
     def status(self, event: StreamStatus) -> None:
-        """Write ``event`` before frame ``event.seq`` (now, if that frame is next or already out; an output
-        rebuilt after a crash keeps it until its sinks are open again)."""
-        if event.seq <= self._state.next_seq and self._opened:
-            self._write_status(dataclasses.replace(event, seq=self._state.next_seq))
-        else:
-            self._statuses.append(event)
+        """Write ``event`` before frame ``event.seq``: now, if that frame is next or already out, else when
+        it comes. Events due before the same frame keep their order; an output rebuilt after a crash keeps
+        them until its sinks are open."""
+        position = len(self._statuses)
+        while position > 0 and self._statuses[position - 1].seq > event.seq:
+            position -= 1
+        self._statuses.insert(position, event)
+        if self._opened:
+            self._flush_statuses(self._state.next_seq)
+
+    def _flush_statuses(self, seq: int) -> None:
+        """Write the waiting events due before frame ``seq``, in the order they came."""
+        while self._statuses and self._statuses[0].seq <= seq:
+            self._write_status(dataclasses.replace(self._statuses.pop(0), seq=seq))
 
     def finish(self, end: StreamEnd) -> None:
         """The source ended after ``end.frames`` frames; the end message goes out after the last of them."""
@@ -275,8 +288,7 @@ class StreamOutput:
     def _publish(self, item: Delivered) -> None:
         result = item.result
         seq = result.meta.seq
-        while self._statuses and self._statuses[0].seq <= seq:
-            self._write_status(dataclasses.replace(self._statuses.pop(0), seq=seq))
+        self._flush_statuses(seq)
         for name, sink in self.sinks.items():
             if name in self.sink_errors or seq < self._sink_next.get(name, 0):
                 continue
@@ -318,6 +330,10 @@ class StreamOutput:
     def _write_end(self) -> None:
         if self.end is None:
             return
+        for sink in self.sinks.values():  # a buffering sink delivers first, so that its events precede the end
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                flush(FLUSH_BEFORE_END_S)
         self.relay_sink_events()
         for event in self._statuses:
             self._write_status(dataclasses.replace(event, seq=self._state.next_seq))

@@ -179,7 +179,7 @@ def test_camera_restarted_three_times_reconnects_in_order(ray_session: None, gst
     indexes = [m.index for m in frames]
     assert indexes == sorted(set(indexes)), "frame indices must strictly increase across reconnects"
     states = [m.state for m in messages if isinstance(m, StreamStatus)]
-    assert states.count("recovered") == 3 and states[0] == "connecting" and "live" in states
+    assert states.count("recovered") == 3 and states[:2] == ["connecting", "live"], states
     # each recovery is preceded by its reconnect attempts, and frames arrive between the recoveries
     order = [("F" if isinstance(m, FrameMessage) else m.state[0]) for m in messages if not isinstance(m, StreamEnd)]
     assert "".join(order).count("rF") == 3
