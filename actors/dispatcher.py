@@ -30,8 +30,10 @@ from pipeline.stats import DispatcherStats
 
 log = logging.getLogger(__name__)
 
-# Seconds to wait before running a batch again after its replica died (Ray restarts it meanwhile).
+# Seconds to wait before running a batch again after its replica died (Ray restarts it meanwhile),
+# doubling up to the second value while the replica stays unavailable.
 _RETRY_DELAY_S = 0.5
+_MAX_RETRY_DELAY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Dispatcher:
         self.incarnation_id = uuid.uuid4().hex[:12]
         self.max_batches_in_flight = inference.max_batches_in_flight
         self.max_batch_retries = supervision.max_batch_retries
+        self.restart_timeout_s = supervision.restart_timeout_s
         self.accumulator: BatchAccumulator[_Pending] = BatchAccumulator(
             max_batch_size=inference.max_batch_size, max_wait_ms=inference.max_wait_ms,
             key=lambda pending: pending.meta.stream_id,
@@ -126,39 +129,57 @@ class Dispatcher:
     async def _run_batch(self, replica: int, batch: list[_Pending]) -> None:
         metas = [p.meta for p in batch]
         refs = [p.frame_ref for p in batch]
-        results: list[FrameResult | None] | None = None
-        attempt = 0
         try:
-            while results is None:
-                try:
-                    results = await self.replicas[replica].infer.options(enable_task_events=False).remote(metas, refs)
-                except ray.exceptions.RayActorError as exc:
-                    # The replica's process died: Ray restarts it; run the batch again (maybe elsewhere).
-                    attempt += 1
-                    if attempt > self.max_batch_retries:
-                        self.failed_batches += 1
-                        error = (f"inference replica {replica} died {attempt} times on a batch of {len(batch)} frames "
-                                 f"(supervision.max_batch_retries={self.max_batch_retries}): {type(exc).__name__}")
-                        log.error(error)
-                        results = [FrameResult(meta=m, error=error) for m in metas]
-                        break
-                    self.retried_batches += 1
-                    log.warning("inference replica %d died on a batch of %d frames; running it again", replica, len(batch))
-                    await asyncio.sleep(_RETRY_DELAY_S)
-                    self.in_flight_batches[replica] -= 1
-                    replica = self._free_replica(avoid=replica) or 0
-                    self.in_flight_batches[replica] += 1
-                except ray.exceptions.RayError as exc:
-                    self.failed_batches += 1
-                    error = f"inference replica {replica} failed on a batch of {len(batch)} frames: {type(exc).__name__}: {exc}"
-                    log.error(error)
-                    results = [FrameResult(meta=m, error=error) for m in metas]
+            results, replica = await self._infer_with_retries(replica, metas, refs)
         finally:
             self.in_flight_batches[replica] -= 1
             self.batch_sizes.append(len(batch))
             if self._wake is not None:
                 self._wake.set()
-        await self._deliver(results or [], refs)
+        await self._deliver(results, refs)
+
+    async def _infer_with_retries(self, replica: int, metas: list[FrameMeta],
+                                  refs: list[Any]) -> tuple[list[FrameResult | None], int]:
+        """Run a batch; a replica that died or is unavailable (restarting, its node lost) gets it again, or another.
+
+        A replica dying *on* the batch counts towards ``max_batch_retries`` (a poison batch must not take the
+        pool down); waiting for an unavailable one is bounded by ``restart_timeout_s``. Returns the results
+        and the replica that holds the batch's in-flight slot."""
+        died = 0
+        waiting_since: float | None = None
+        delay_s = _RETRY_DELAY_S
+        while True:
+            try:
+                results = await self.replicas[replica].infer.options(enable_task_events=False).remote(metas, refs)
+                return results, replica
+            except ray.exceptions.ActorUnavailableError as exc:
+                waiting_since = waiting_since or time.monotonic()
+                if time.monotonic() - waiting_since > self.restart_timeout_s:
+                    return self._failed(metas, f"inference replica {replica} unavailable for more than "
+                                        f"supervision.restart_timeout_s={self.restart_timeout_s:g} s: {exc}"), replica
+            except ray.exceptions.RayActorError as exc:
+                died += 1
+                if died > self.max_batch_retries:
+                    return self._failed(metas, f"inference replica {replica} died {died} times on a batch of "
+                                        f"{len(metas)} frames (supervision.max_batch_retries={self.max_batch_retries}):"
+                                        f" {type(exc).__name__}"), replica
+                log.warning("inference replica %d died on a batch of %d frames; running it again", replica, len(metas))
+            except ray.exceptions.RayError as exc:
+                return self._failed(metas, f"inference replica {replica} failed on a batch of {len(metas)} frames: "
+                                    f"{type(exc).__name__}: {exc}"), replica
+            self.retried_batches += 1
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _MAX_RETRY_DELAY_S)
+            other = self._free_replica(avoid=replica)
+            if other is not None and other != replica:
+                self.in_flight_batches[replica] -= 1
+                self.in_flight_batches[other] += 1
+                replica = other
+
+    def _failed(self, metas: list[FrameMeta], error: str) -> list[FrameResult | None]:
+        self.failed_batches += 1
+        log.error(error)
+        return [FrameResult(meta=m, error=error) for m in metas]
 
     async def _deliver(self, results: list[FrameResult | None], refs: list[Any]) -> None:
         """One call per stream; a frame whose pixels were lost (its source died) is dropped: it is sent again."""

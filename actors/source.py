@@ -22,13 +22,13 @@ from typing import Any
 
 import ray
 
-from actors.names import HandleCache, RunNames
+from actors.names import HandleCache, RunNames, kv_get
 from pipeline.config import BackpressureConfig, StreamConfig, SupervisionConfig
 from pipeline.errors import DecodeError, MaskstreamError
 from pipeline.frame_queue import FrameQueue
 from pipeline.frames import TransferFormat, frame_size
 from pipeline.messages import FrameMeta, StreamEnd, StreamInfo, StreamStatus
-from pipeline.output import Attached
+from pipeline.output import Attached, OutputCheckpoint
 from pipeline.replay import ReplayWindow
 from pipeline.sources import DecodedFrame, FrameSource, is_live_url, open_source
 from pipeline.sources.reconnect import ReconnectPolicy
@@ -80,8 +80,9 @@ class SourceWorker:
         self.source: FrameSource = self._open_source()
         # The first incarnation waits for the supervisor's go (all streams start together); a restarted one goes on.
         self._go = threading.Event()
-        if ray.get_runtime_context().was_current_actor_reconstructed:
-            self._go.set()
+        saved = kv_get(names.checkpoint_key(stream.id))
+        if saved is not None and OutputCheckpoint.from_bytes(saved).epoch >= 0:
+            self._go.set()  # an earlier incarnation attached: this one was restarted
         self._thread = threading.Thread(target=self._main, name=f"source-{stream.id}", daemon=True)
         self._thread.start()
 

@@ -218,6 +218,8 @@ class Supervisor:
             f"{w.label} restarted: pid {old_pid} -> {new_pid}, back {record.downtime_s:.1f} s after it stopped "
             f"answering; {'frames lost: ' + str(lost) if lost else 'unpublished frames are sent again'}"
         )
+        if w.kind == "source":
+            self._call(w, lambda h: h.go.remote())  # a source that died before its first attach waits for it
         targets = [stream] if stream is not None else list(self.streams.values())
         for s in targets:
             s.restarts.append(record)

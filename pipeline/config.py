@@ -316,6 +316,10 @@ class SupervisionConfig(_Section):
     # A source that has waited this long for acknowledgements asks whether a downstream actor restarted
     # (its frames in flight would then be lost). 1 s: a restart is noticed quickly, for one cheap call a second.
     probe_interval_s: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    # Seconds an unavailable inference replica may take to come back before its batch gets an error. Ray
+    # notices a lost node only when its health checks fail (about 30 s with Ray's defaults), then restarts
+    # the actor elsewhere (model load included): 120 s covers that with room to spare.
+    restart_timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
 
 
 class PipelineConfig(_Section):
