@@ -8,7 +8,9 @@ track ids above every id already published.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,12 @@ class OutputWorker:
             self.init_error = str(exc)
         tracker = tracker_from_config(tracking) if tracking.enabled else None
         self.output = StreamOutput(stream_id, built, tracker, max_pending=max_pending, checkpoint=checkpoint)
+        if checkpoint is not None and not checkpoint.ended:
+            # This process replaces one that died: say so in the stream, in order (before the next frame).
+            self.output.status(StreamStatus(
+                stream_id=stream_id, state="restarted", at=time.time(), seq=checkpoint.next_seq, actor="output",
+                reason=f"the output's process died; restarted as pid {os.getpid()}",
+                downtime_s=max(0.0, time.time() - checkpoint.saved_at)))
         self._acks: list[Any] = []
         if checkpoint is None:
             self._save()
@@ -128,7 +136,8 @@ class OutputWorker:
         self.output.close()
 
     def _save(self) -> None:
-        kv_put(self.names.checkpoint_key(self.stream_id), self.output.checkpoint.to_bytes())
+        state = dataclasses.replace(self.output.checkpoint, saved_at=time.time())
+        kv_put(self.names.checkpoint_key(self.stream_id), state.to_bytes())
 
     def _ack(self) -> None:
         """Tell the source which frames are out (fire and forget; a lost ack is covered by the next)."""

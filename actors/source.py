@@ -62,6 +62,7 @@ class SourceWorker:
         self.info: StreamInfo | None = None
         self.attached: Attached | None = None
         self.index_base = 0  # added to the decoder's frame index (a restarted live stream numbers on)
+        self.dropped_base = 0  # frames an earlier incarnation of a live source decoded and never published
         # Connection events wait here for the frames decoded before them: (last index decoded before it, event).
         self._deferred: list[tuple[int, StreamStatus]] = []
         self._status_lock = threading.Lock()
@@ -81,7 +82,10 @@ class SourceWorker:
         # The first incarnation waits for the supervisor's go (all streams start together); a restarted one goes on.
         self._go = threading.Event()
         saved = kv_get(names.checkpoint_key(stream.id))
-        if saved is not None and OutputCheckpoint.from_bytes(saved).epoch >= 0:
+        self.restarted_from = OutputCheckpoint.from_bytes(saved) if saved is not None else None
+        if self.restarted_from is not None and self.restarted_from.epoch < 0:
+            self.restarted_from = None
+        if self.restarted_from is not None:
             self._go.set()  # an earlier incarnation attached: this one was restarted
         self._thread = threading.Thread(target=self._main, name=f"source-{stream.id}", daemon=True)
         self._thread.start()
@@ -108,10 +112,10 @@ class SourceWorker:
             pid=os.getpid(),
             epoch=-1 if self.attached is None else self.attached.epoch,
             info=self.info,
-            decoded=self.decoded,
+            decoded=self._decoded_total(),
             submitted=self.submitted,
             resent=self.resent,
-            dropped=self.queue.dropped,
+            dropped=self.dropped_base + self.queue.dropped,
             unacked=len(self.window),
             error=self.error,
             draining=self.draining,
@@ -187,8 +191,16 @@ class SourceWorker:
                 self.attached, self.output_incarnation = reply
                 with self._window_changed:
                     self.window = ReplayWindow(capacity=self.window.capacity, next_seq=self.attached.next_seq)
-                # A live stream restarted numbers its frames on after the last published one.
+                # A live stream restarted numbers its frames on after the last published one; what the dead
+                # incarnation decoded and never published is counted as dropped (it cannot be sent again).
                 self.index_base = self.attached.next_index if self.live else 0
+                self.dropped_base = self.attached.next_index - self.attached.next_seq if self.live else 0
+                if self.restarted_from is not None:
+                    self._send_status(StreamStatus(
+                        stream_id=self.stream.id, state="restarted", at=time.time(), actor="source",
+                        reason=f"the source's process died; restarted as pid {os.getpid()}"
+                               + ("" if self.live else f", resuming after frame seq {self.attached.next_seq - 1}"),
+                        downtime_s=max(0.0, time.time() - self.restarted_from.saved_at)))
                 return
             if self._stop.wait(self.probe_interval_s):
                 return
@@ -274,7 +286,7 @@ class SourceWorker:
         while True:
             self._drain_window()
             end = StreamEnd(stream_id=self.stream.id, frames=self.window.next_seq, decoded=self._decoded_total(),
-                            dropped=self.queue.dropped, error=self.error)
+                            dropped=self.dropped_base + self.queue.dropped, error=self.error)
             self._call_output(lambda o: o.finish.remote(end))
             probe = self._call_output(lambda o: o.probe.remote())
             if probe is not None and probe.ended:

@@ -220,12 +220,15 @@ class Supervisor:
         )
         if w.kind == "source":
             self._call(w, lambda h: h.go.remote())  # a source that died before its first attach waits for it
-        targets = [stream] if stream is not None else list(self.streams.values())
-        for s in targets:
+        if stream is not None:
+            # A stream's own actors say so in the stream themselves, in order with its frames.
+            stream.restarts.append(record)
+            return
+        for s in self.streams.values():
             s.restarts.append(record)
             event = StreamStatus(stream_id=s.config.id, state="restarted", at=detected, actor=w.kind,
                                  reason=f"process {old_pid} died; restarted as {new_pid}",
-                                 lost=lost if s is stream else 0, downtime_s=record.downtime_s)
+                                 lost=0, downtime_s=record.downtime_s)
             self._call(s.output, lambda h, e=event: h.status.remote(e))
 
     def _gone_for_good(self, w: Watched) -> None:

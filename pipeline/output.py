@@ -52,6 +52,8 @@ class OutputCheckpoint:
     - ``epoch``: the last source incarnation attached; the next attach gets ``epoch + 1``.
     - ``published`` / ``failed_frames``: frames published (with an error) over the whole run.
     - ``statuses``: status events written, by state; ``ended``: the end message is out.
+    - ``saved_at``: wall-clock time the checkpoint was saved (a restarted actor's downtime is at least
+      the time since).
     - ``info``: the stream's ``StreamInfo`` fields once a source attached (a rebuilt output resumes its
       sinks with it, also when it only has to write the end message).
     """
@@ -65,6 +67,7 @@ class OutputCheckpoint:
     statuses: dict[str, int] = field(default_factory=dict)
     ended: bool = False
     info: dict[str, Any] | None = None
+    saved_at: float = 0.0
 
     def to_bytes(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

@@ -129,3 +129,71 @@ def test_every_frame_is_published_exactly_once_across_a_kill(ray_session: None, 
     a_events = [m for m in read_jsonl(tmp_path / "out" / "a.jsonl") if isinstance(m, StreamStatus)]
     assert [e.state for e in a_events] == ["restarted"] and a_events[0].actor == restart.actor
     assert next(s for s in report.summaries if s.stream_id == "a").restarts == 1
+
+
+@pytest.mark.parametrize("kind", ["source", "output"])
+def test_an_actor_out_of_restarts_fails_its_stream_alone(ray_session: None, redis_url: str, tmp_path: Path,
+                                                         kind: str) -> None:
+    config = chaos_config(tmp_path, redis_url)
+    config = config.model_copy(update={"supervision": config.supervision.model_copy(update={"max_restarts": 0})})
+    runner = PipelineRunner(config, console=Console(stderr=True, width=160))
+    killed: dict[str, Any] = {}
+    killer = threading.Thread(target=kill_when_published, args=(kind, tmp_path / "out" / "a.jsonl", killed),
+                              daemon=True)
+    killer.start()
+    report = runner.run()  # returns: the driver does not die with the actor
+    killer.join(timeout=10)
+    assert killed.get("pid") and killed["at_frames"] < FRAMES["a"]
+
+    assert report.exit_code == 1
+    a, b = (next(s for s in report.summaries if s.stream_id == sid) for sid in ("a", "b"))
+    assert b.error is None and b.published == FRAMES["b"]  # the other stream went on
+    assert a.error is not None and f"{kind} of stream 'a'" in a.error and "max_restarts=0" in a.error
+    messages = list(read_jsonl(tmp_path / "out" / "a.jsonl"))
+    frames = [m for m in messages if isinstance(m, FrameMessage)]
+    assert [m.seq for m in frames] == list(range(len(frames))) and len(frames) >= KILL_AFTER_FRAMES
+    failed = [m for m in messages if isinstance(m, StreamStatus) and m.state == "failed"]
+    assert len(failed) == 1 and f"{kind} of stream 'a'" in (failed[0].reason or "")
+    end = messages[-1]
+    assert isinstance(end, StreamEnd) and end.frames == len(frames) and f"{kind} of stream 'a'" in (end.error or "")
+    b_messages = list(read_jsonl(tmp_path / "out" / "b.jsonl"))
+    assert [m.seq for m in b_messages if isinstance(m, FrameMessage)] == list(range(FRAMES["b"]))
+
+
+def test_a_live_stream_whose_source_restarts_numbers_on_without_repeats(ray_session: None, tmp_path: Path) -> None:
+    config = parse_config({
+        "streams": [{"id": "a", "url": "synthetic:seed=4&size=128x96&fps=20&frames=0", "realtime": True}],
+        "model": {"arch": "maskrcnn_compact", "weights": None, "class_names": ["background", "x"],
+                  "score_threshold": 0.0, "max_detections": 3, "min_size": 96, "max_size": 128, "device": "cpu"},
+        "inference": {"replicas": 1, "num_gpus": 0, "num_cpus": 1, "max_batch_size": 4, "max_wait_ms": 50},
+        "tracking": {"duplicate_mask_iou_threshold": None},
+        "backpressure": {"max_in_flight_per_stream": 4, "live_queue_frames": 2},
+        "sinks": {"jsonl": {"dir": str(tmp_path / "out")}},
+        "supervision": {"probe_interval_s": 0.5},
+        "run": {"status_interval_s": 1, "drain_timeout_s": 60, "progress": False},
+    })
+    runner = PipelineRunner(config, console=Console(stderr=True, width=160))
+    jsonl = tmp_path / "out" / "a.jsonl"
+    killed: dict[str, Any] = {}
+
+    def kill_then_stop() -> None:
+        kill_when_published("source", jsonl, killed)
+        deadline = time.monotonic() + 120
+        while frame_lines(jsonl) < killed.get("at_frames", 0) + 15 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runner.request_stop()
+
+    thread = threading.Thread(target=kill_then_stop, daemon=True)
+    thread.start()
+    report = runner.run()
+    thread.join(timeout=10)
+    assert killed.get("pid") and report.exit_code == 0, [s.error for s in report.summaries]
+    messages = list(read_jsonl(jsonl))
+    frames = [m for m in messages if isinstance(m, FrameMessage)]
+    assert [m.seq for m in frames] == list(range(len(frames)))
+    indexes = [m.index for m in frames]
+    assert indexes == sorted(set(indexes)), "a restarted live source must number on, never repeat"
+    (restart,) = report.restarts
+    assert restart.actor == "source" and restart.lost >= 0
+    assert [m.state for m in messages if isinstance(m, StreamStatus)] == ["restarted"]
+    assert isinstance(messages[-1], StreamEnd) and messages[-1].frames == len(frames)
