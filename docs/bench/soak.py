@@ -295,7 +295,7 @@ class Sampler(threading.Thread):
         self.t0 = t0
         self.samples: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
 
     def take(self, note: str | None = None) -> None:
@@ -315,12 +315,12 @@ class Sampler(threading.Thread):
             self.samples.append(row)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.take()
-            self._stop.wait(self.interval_s)
+            self._halt.wait(self.interval_s)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def halt(self) -> None:
+        self._halt.set()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stopped_at = time.monotonic() - t0
             console.print(f"soak: {time.monotonic() - t0:.0f} s: runner.request_stop()", highlight=False)
             runner.request_stop()
-    sampler.stop()
+    sampler.halt()
     sampler.join(timeout=60)
     ended_s = time.monotonic() - t0
     report = report_box.get("report")
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {json_path}")
     if not args.no_chart:
         chart(result, args.out / f"{args.name}.png")

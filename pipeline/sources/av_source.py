@@ -64,6 +64,15 @@ _CONTAINER_MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"YUV4MPEG2", "YUV4MPEG"),
 )
 
+# The demuxers that read each sniffed container (a name of FFmpeg's comma-separated demuxer names).
+_CONTAINER_DEMUXERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "MP4/MOV": frozenset({"mov", "mp4"}),
+        "Matroska/WebM": frozenset({"matroska", "webm"}),
+    }
+)
+_TS_PACKET = 188
+
 SNIFF_BYTES = 1024
 """Bytes read from the start of a file FFmpeg could not open, to say why: the longest YUV4MPEG header line fits."""
 
@@ -72,10 +81,11 @@ class _PassFailed(Exception):
     """Internal: reading or decoding failed mid-pass; carries the step that failed and FFmpeg's error if any."""
 
     def __init__(self, step: str, cause: av.error.FFmpegError | None = None, detail: str = "") -> None:
-        super().__init__(detail or str(cause))
+        detail = detail or _ffmpeg_error_text(cause)
+        super().__init__(detail)
         self.step = step  # "read" (demuxing) or "decode"
         self.cause = cause
-        self.detail = detail or str(cause)
+        self.detail = detail
 
 
 class AvSource:
@@ -126,6 +136,8 @@ class AvSource:
         self._stream: av.VideoStream | None = None
         self._expected_frames: int | None = None  # per pass, before max_fps, from the file's header
         self._expected_duration_s: float | None = None  # per pass, from the file's header
+        self._format_name: str | None = None  # FFmpeg's demuxer of the open container
+        self._pass_end_byte: int | None = None  # per pass: the byte after the last packet's data (files)
         self._stop = threading.Event()
         self._closed = False
         self._iterated = False
@@ -277,22 +289,75 @@ class AvSource:
                 raise DecodeError(f"{self._prefix()}permission denied: cannot read {os.path.abspath(path)}")
         started_s = time.monotonic()
         try:
-            container = av.open(
-                self.url, mode="r", options=self.options, timeout=(self.open_timeout_s, self.read_timeout_s)
-            )
+            container = self._av_open()
         except av.error.FFmpegError as exc:
             cause = self._open_failure_cause(exc, time.monotonic() - started_s)
             raise DecodeError(f"{self._prefix()}{cause}") from exc
         except (OSError, ValueError, TypeError) as exc:
             raise DecodeError(f"{self._prefix()}could not open: {type(exc).__name__}: {exc}") from exc
+        if not self.live:
+            problem = self._container_problem(container)
+            if problem is not None:
+                container.close()
+                raise DecodeError(f"{self._prefix()}{problem}")
         if not container.streams.video:
             kinds = ", ".join(f"{s.type}" for s in container.streams) or "none"
             container.close()
             what = "stream" if self.live else "file"
             raise DecodeError(f"{self._prefix()}{what} has no video stream (streams found: {kinds})")
+        self._format_name = container.format.name
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         return container, stream
+
+    def _av_open(self) -> av.container.InputContainer:
+        """``av.open`` the url; a local file FFmpeg's probe misses but whose bytes are MPEG-TS is opened as such.
+
+        FFmpeg's probe gives up on some very short MPEG-TS files (a few 188-byte packets: "End of
+        file"), which its MPEG-TS demuxer reads fine when asked for that format.
+        """
+        timeout = (self.open_timeout_s, self.read_timeout_s)
+        try:
+            return av.open(self.url, mode="r", options=self.options, timeout=timeout)
+        except av.error.FFmpegError:
+            if self.live or _sniff_container(self._read_head()) != "MPEG-TS":
+                raise
+            try:
+                return av.open(self.url, mode="r", format="mpegts", options=self.options, timeout=timeout)
+            except av.error.FFmpegError:
+                pass
+            raise  # the probe's error, which the caller explains
+
+    def _read_head(self) -> bytes:
+        """The first ``SNIFF_BYTES`` of the local file (empty if it cannot be read)."""
+        try:
+            with open(self._local_path(), "rb") as f:
+                return f.read(SNIFF_BYTES)
+        except OSError:
+            return b""
+
+    def _container_problem(self, container: av.container.InputContainer) -> str | None:
+        """What is wrong with a local file FFmpeg opened, judged from its first bytes (``None`` when nothing is).
+
+        - A file that starts like a container whose header FFmpeg could not read can still be
+          opened by a demuxer of bare streams (a RIFF (AVI) file with a damaged header read as
+          raw MJPEG): frames are then silently lost or misplaced, so it is refused.
+        - A file in which FFmpeg found no stream at all is a damaged container (an MP4 whose
+          ``moov`` box is corrupt), not merely a file without video.
+        """
+        head = self._read_head()
+        name = _sniff_container(head)
+        expected = _expected_demuxers(name, head)
+        demuxer = container.format.name
+        if expected is not None and not set(demuxer.split(",")) & expected:
+            return (
+                f"corrupt {name} file: FFmpeg could not read its {name} header and could only read the data "
+                f"as a bare {demuxer!r} stream, which loses or misplaces frames"
+            )
+        if not container.streams:
+            what = f"corrupt or truncated {name} file" if name is not None else "not a media file, or a corrupt one"
+            return f"{what}: FFmpeg found no audio or video stream in it (read as {demuxer!r})"
+        return None
 
     def _open_failure_cause(self, exc: av.error.FFmpegError, elapsed_s: float) -> str:
         """Say clearly why ``av.open`` failed: missing file, refused, timed out, not media, corrupt..."""
@@ -392,10 +457,14 @@ class AvSource:
 
         On a read or decode error, yields the frames still buffered in the decoder, then
         raises ``_PassFailed``. In a file, a packet FFmpeg flags as corrupt (cut short by the
-        end of a truncated file) counts as such an error and is not decoded, so that no damaged
-        frame is yielded; live streams decode it (FFmpeg conceals lost data). Ends quietly when
-        stopped or closed.
+        end of a truncated file) counts as such an error and is not decoded, and so does a frame
+        the decoder flags as damaged (decoded from missing or corrupt data: the last frame of an
+        MPEG-TS file cut mid-frame), which is not yielded, nor any frame after it: no damaged
+        frame is yielded. Live streams decode and yield them (FFmpeg conceals lost data). Ends
+        quietly when stopped or closed. Records where the last packet's data ends
+        (``_pass_end_byte``).
         """
+        self._pass_end_byte = None
         with self._io_lock:
             if self._container is None or self._stream is None:
                 return
@@ -412,21 +481,35 @@ class AvSource:
                         if packet is None:
                             return
                         corrupt = packet.is_corrupt and not self.live
+                        if packet.size > 0 and packet.pos is not None and packet.pos >= 0:
+                            self._pass_end_byte = packet.pos + packet.size
                         step = "decode"
                         frames = [] if corrupt else packet.decode()
                 except av.error.FFmpegError as exc:
                     if self._stop.is_set():
                         return
-                    yield from self._drain_decoder(container, stream)
+                    yield from self._undamaged(self._drain_decoder(container, stream))
                     raise _PassFailed(step, exc) from exc
                 if corrupt:
-                    yield from self._drain_decoder(container, stream)
+                    yield from self._undamaged(self._drain_decoder(container, stream))
                     detail = f"packet of {packet.size} bytes at byte {packet.pos} is corrupt or cut short"
                     raise _PassFailed("read", detail=detail)
-                yield from frames  # type: ignore[misc]
+                good = self._undamaged(frames)  # type: ignore[arg-type]
+                yield from good
+                if len(good) < len(frames):  # type: ignore[arg-type]
+                    raise _PassFailed("decode", detail="the decoder flagged the next frame as damaged (data missing or corrupt)")
         finally:
             with self._io_lock:
                 packets.close()
+
+    def _undamaged(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+        """``frames`` up to the first one the decoder flagged as damaged (all of them for a live stream)."""
+        if self.live:
+            return frames
+        for n, frame in enumerate(frames):
+            if frame.is_corrupt:
+                return frames[:n]
+        return frames
 
     def _drain_decoder(self, container: av.container.InputContainer, stream: av.VideoStream) -> list[av.VideoFrame]:
         """Frames the (threaded) decoder still holds after a failure; empty if it cannot give them."""
@@ -461,12 +544,32 @@ class AvSource:
         what = "corrupt or truncated data" if exc is None or isinstance(exc, av.error.InvalidDataError) else "error"
         return f"{what} while {'decoding' if failure.step == 'decode' else 'reading'} {after}: {failure.detail}"
 
+    def _partial_last_frame(self, decoded: int) -> str | None:
+        """Why a YUV4MPEG file that ended cleanly is truncated: bytes after its last complete frame
+        (FFmpeg drops a frame cut short silently, and sizes its duration to the complete ones)."""
+        if self._format_name != "yuv4mpegpipe" or self._pass_end_byte is None:
+            return None
+        try:
+            size = os.path.getsize(self._local_path())
+        except OSError:
+            return None
+        extra = size - self._pass_end_byte
+        if extra <= 0:
+            return None
+        return (
+            f"file is truncated: it ends {extra} bytes into frame {decoded + 1} "
+            f"(decoded {decoded} complete frame{'s' if decoded != 1 else ''})"
+        )
+
     def _truncation_cause(
         self, decoded: int, first_raw_s: float | None, last_raw_s: float | None, frame_interval_s: float
     ) -> str | None:
         """Why a pass over a file that ended cleanly still looks truncated (``None`` when it does not)."""
         if self.live:
             return None
+        cut_frame = self._partial_last_frame(decoded)
+        if cut_frame is not None:
+            return cut_frame
         expected = self._expected_frames
         if expected is not None:
             tolerance = max(TRUNCATION_TOLERANCE_FRAMES, math.ceil(0.02 * expected))
@@ -486,6 +589,15 @@ class AvSource:
                 f"of the {duration_s:.3f} s its header announces"
             )
         return None
+
+
+def _ffmpeg_error_text(exc: av.error.FFmpegError | None) -> str:
+    """``FFmpeg's error: <text> (<where>)`` for an FFmpeg error, without PyAV's ``[Errno N]`` prefix."""
+    if exc is None:
+        return "FFmpeg's error: unknown"
+    text = exc.strerror or type(exc).__name__
+    where = exc.filename if isinstance(exc.filename, str) and exc.filename else None
+    return f"FFmpeg's error: {text}" + (f" ({where})" if where else "")
 
 
 def _positive_float(rate: Fraction | float | None) -> float | None:
@@ -508,7 +620,23 @@ def _sniff_container(head: bytes) -> str | None:
     for offset, magic, name in _CONTAINER_MAGIC:
         if head[offset : offset + len(magic)] == magic:
             return name
+    # MPEG-TS: 188-byte packets, each starting with the sync byte 0x47 (at least two seen).
+    if len(head) > _TS_PACKET and all(head[i] == 0x47 for i in range(0, len(head), _TS_PACKET)):
+        return "MPEG-TS"
     return None
+
+
+def _expected_demuxers(name: str | None, head: bytes) -> frozenset[str] | None:
+    """FFmpeg demuxer names one of which must read a file whose first bytes ``head`` sniff as ``name``;
+    ``None`` when any demuxer may (a container not checked, or a RIFF form such as WAVE or CDXA)."""
+    if name == "RIFF (AVI)":
+        form = head[8:12]
+        if form == b"AVI ":
+            return frozenset({"avi"})
+        if len(form) == 4 and all(0x20 <= byte < 0x7F for byte in form):
+            return None  # another RIFF form (WAVE, AMV, CDXA...): its own demuxer
+        return frozenset({"avi", "wav", "amv"})  # the form type is damaged: no RIFF demuxer took it
+    return _CONTAINER_DEMUXERS.get(name or "")
 
 
 def _y4m_header_problem(head: bytes) -> str | None:
