@@ -160,6 +160,23 @@ def stream_of(actor_name: str) -> str | None:
     return parts[3] if len(parts) == 4 and parts[2] in ("source", "output") else None
 
 
+ACTOR_CLASSES = ("SourceWorker", "OutputWorker", "Dispatcher", "InferenceWorker",  # the redesigned version
+                 "TrackerWorker", "SinkWorker")  # and the version before it
+
+
+def starting_actor(args: str) -> tuple[str, str | None] | None:
+    """(class, stream) of a worker whose process title names a maskstream actor class, e.g.
+    ``ray::maskstream:<run>:source:cam0:SourceWorker.__init__`` (an actor still in its constructor)."""
+    if not args.startswith("ray::"):
+        return None
+    title = args.split(" ", 1)[0][len("ray::"):]
+    head, _, method = title.rpartition(":") if ":" in title else ("", "", title)
+    cls = method.split(".", 1)[0]
+    if cls not in ACTOR_CLASSES:
+        return None
+    return cls, stream_of(head)
+
+
 def sample_processes(actors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     me = os.getpid()
@@ -175,11 +192,21 @@ def sample_processes(actors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
             kind = actor["class"]
             sid = stream_of(actor["name"])
             label = f"{kind}:{sid}" if sid else kind
+        elif (started := starting_actor(args)) is not None:  # in __init__: not ALIVE in the table yet
+            kind, sid = started
+            label = f"{kind}:{sid}" if sid else kind
         else:
             kind = ray_kind(args)
             label = kind
         rows.append({"pid": pid, "kind": kind, "label": label, "maskstream_actor": actor is not None,
                      "args": args[:160], **mem})
+    # Several processes under one label (the unnamed per-stream actors of the old version, idle workers): by pid.
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["label"]] = counts.get(row["label"], 0) + 1
+    for row in rows:
+        if counts[row["label"]] > 1:
+            row["label"] = f"{row['label']}#{row['pid']}"
     return rows
 
 
@@ -245,8 +272,15 @@ def build_raw_config(args: argparse.Namespace, sink_dir: Path) -> dict[str, Any]
 
 
 def machine_facts() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import ray
-    import torch
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)  # not imported: torch in the driver would add hundreds of MB to its RSS
+        except PackageNotFoundError:
+            return None
 
     cpu = "?"
     for line in (_read("/proc/cpuinfo") or "").splitlines():
@@ -256,7 +290,7 @@ def machine_facts() -> dict[str, Any]:
     mem_total = next((int(line.split()[1]) // 1024 for line in (_read("/proc/meminfo") or "").splitlines()
                       if line.startswith("MemTotal")), None)
     return {"cpus": os.cpu_count(), "cpu": cpu, "mem_total_mb": mem_total, "kernel": platform.release(),
-            "python": platform.python_version(), "ray": ray.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "ray": ray.__version__, "torch": installed("torch"), "torchvision": installed("torchvision"),
             "loadavg_at_start": (_read("/proc/loadavg") or "").split()[:3]}
 
 
@@ -506,7 +540,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("RSS (MB)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="best")
     args = result["args"]
     fig.suptitle(f"Soak: {args['streams']} streams {args['size']} @ {args['fps']:g} fps, {args['minutes']:g} min, "
                  f"compact Mask R-CNN with RANDOM weights on the CPU; {result['machine']['cpus']} cores, "
@@ -530,6 +564,43 @@ def print_tables(result: dict[str, Any]) -> None:
           f"PSS {ps['total']['pss_mb']:8.1f}  USS {ps['total']['uss_mb']:8.1f}")
 
 
+PER_STREAM_KINDS = ("SourceWorker", "OutputWorker", "TrackerWorker", "SinkWorker")
+
+
+def print_per_stream(paths: list[Path]) -> None:
+    """Markdown tables from short runs of one version at two stream counts (e.g. 2 and 4): totals, the marginal
+    cost of one stream ((total at N2 - total at N1) / (N2 - N1)), and the per-stream actors by kind."""
+    runs = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        version = result["code"].get("commit", "?")[:7]
+        runs.append((version, result["args"]["streams"], per_stream_row(result), path.name))
+    print("| run | code | streams | processes | RSS MB | PSS MB | USS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for version, n, row, name in runs:
+        t = row["total"]
+        print(f"| {name} | {version} | {n} | {t['processes']} | {t['rss_mb']:.0f} | {t['pss_mb']:.0f} | "
+              f"{t['uss_mb']:.0f} |")
+    print("\n| code | per stream: processes | RSS MB | PSS MB | USS MB | per-stream actors (RSS / USS MB each) |")
+    print("|---|---:|---:|---:|---:|---|")
+    by_version: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for version, n, row, _ in runs:
+        by_version.setdefault(version, []).append((n, row))
+    for version, items in by_version.items():
+        items.sort(key=lambda item: item[0])
+        (n1, a), (n2, b) = items[0], items[-1]
+        if n2 == n1:
+            continue
+        d = {m: (b["total"][m] - a["total"][m]) / (n2 - n1) for m in ("processes", "rss_mb", "pss_mb", "uss_mb")}
+        kinds = []
+        for kind in PER_STREAM_KINDS:
+            k = b["kinds"].get(kind)
+            if k:
+                kinds.append(f"{kind} {k['rss_mb'] / k['processes']:.0f} / {k['uss_mb'] / k['processes']:.0f}")
+        print(f"| {version} | {d['processes']:.1f} | {d['rss_mb']:.0f} | {d['pss_mb']:.0f} | {d['uss_mb']:.0f} | "
+              f"{'; '.join(kinds)} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -547,7 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep-sink-output", action="store_true", help="keep the JSON Lines files (a temp folder)")
     parser.add_argument("--report", type=Path, default=None, help="only print the tables of an existing JSON")
+    parser.add_argument("--per-stream", type=Path, nargs="+", default=None,
+                        help="only print the per-stream tables of short runs (JSONs of one or two versions)")
     args = parser.parse_args(argv)
+    if args.per_stream is not None:
+        print_per_stream(args.per_stream)
+        return 0
     if args.report is not None:
         print_tables(json.loads(args.report.read_text()))
         return 0

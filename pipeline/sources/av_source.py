@@ -72,6 +72,8 @@ _CONTAINER_DEMUXERS: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 _TS_PACKET = 188
+_JPEG_TAIL_BYTES = 64
+"""Bytes at the end of a bare MJPEG packet searched for the JPEG end-of-image marker (after zero padding)."""
 
 SNIFF_BYTES = 1024
 """Bytes read from the start of a file FFmpeg could not open, to say why: the longest YUV4MPEG header line fits."""
@@ -480,7 +482,7 @@ class AvSource:
                         packet = next(packets, None)
                         if packet is None:
                             return
-                        corrupt = packet.is_corrupt and not self.live
+                        corrupt = not self.live and (packet.is_corrupt or self._jpeg_cut_short(packet))
                         if packet.size > 0 and packet.pos is not None and packet.pos >= 0:
                             self._pass_end_byte = packet.pos + packet.size
                         step = "decode"
@@ -501,6 +503,14 @@ class AvSource:
         finally:
             with self._io_lock:
                 packets.close()
+
+    def _jpeg_cut_short(self, packet: av.Packet) -> bool:
+        """True for a JPEG image of a bare MJPEG file (``.mjpeg``) without its end-of-image marker: the
+        last image of a truncated file, which FFmpeg's MJPEG decoder would conceal without a word."""
+        if self._format_name != "mjpeg" or packet.size < 2:
+            return False
+        tail = bytes(memoryview(packet)[-_JPEG_TAIL_BYTES:]).rstrip(b"\x00")  # AVI-style zero padding
+        return not tail.endswith(b"\xff\xd9")
 
     def _undamaged(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         """``frames`` up to the first one the decoder flagged as damaged (all of them for a live stream)."""

@@ -23,7 +23,8 @@ from actors.graph import PipelineRunner, RunReport
 from pipeline.client import read_jsonl
 from pipeline.config import parse_config
 from pipeline.messages import FrameMessage, StreamEnd, StreamStatus, parse_message
-from tests.pipeline.sources.videos import write_video
+from pipeline.sinks import segment_paths
+from tests.pipeline.sources.videos import count_frames, write_video
 
 FRAMES = {"a": 60, "b": 45}
 # Kill once stream a has published this many frames: mid-stream, with frames in flight.
@@ -129,6 +130,16 @@ def test_every_frame_is_published_exactly_once_across_a_kill(ray_session: None, 
     a_events = [m for m in read_jsonl(tmp_path / "out" / "a.jsonl") if isinstance(m, StreamStatus)]
     assert [e.state for e in a_events] == ["restarted"] and a_events[0].actor == restart.actor
     assert next(s for s in report.summaries if s.stream_id == "a").restarts == 1
+    # the annotated video stays playable: every segment opens and decodes (a restarted output writes the next
+    # segment; one killed before its first 2 s fragment was empty and is replaced)
+    segments = segment_paths(tmp_path / "out", "a")
+    assert segments and all(count_frames(path)[0] > 0 for path in segments)
+    if kind == "output":  # the restarted output hands out track ids above every one already published
+        boundary = a_events[0].seq
+        frames = [m for m in read_jsonl(tmp_path / "out" / "a.jsonl") if isinstance(m, FrameMessage)]
+        before = {i.track_id for m in frames[:boundary] for i in m.instances if i.track_id is not None}
+        after = {i.track_id for m in frames[boundary:] for i in m.instances if i.track_id is not None}
+        assert before and after and min(after) > max(before)
 
 
 @pytest.mark.parametrize("kind", ["source", "output"])

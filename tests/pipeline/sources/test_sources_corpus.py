@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -59,7 +59,8 @@ BARE_ERRNO_TEXTS = (
 @dataclass
 class Case:
     """One corpus file and what it must give: ``"frames"`` (clean, ``frames`` of them if set), ``"error"``
-    (a ``DecodeError``, at open if ``at_open``, matching ``cause`` if set) or ``"either"``."""
+    (a ``DecodeError``, at open if ``at_open`` is True, later if False, containing ``cause`` if set) or
+    ``"either"``; ``good_prefix``: the frames yielded before the error are the file's first ones, undamaged."""
 
     name: str
     path: Path
@@ -67,7 +68,7 @@ class Case:
     frames: int | None = None
     at_open: bool | None = None
     cause: str | None = None
-    prefix_max: int | None = field(default=None)  # most frames an erroring case may yield first
+    good_prefix: bool = False
 
 
 # -- building the corpus -----------------------------------------------------------------------
@@ -187,7 +188,8 @@ def build_corpus(root: Path) -> list[Case]:
     add("y4m-no-size", c / "no-size.y4m", expect="error", at_open=True, cause="corrupt YUV4MPEG")
     (c / "endless-header.y4m").write_bytes(b"YUV4MPEG2 W128 H64 " + b"X" * 2000)
     add("y4m-header-without-newline", c / "endless-header.y4m", expect="error", at_open=True)
-    add("y4m-truncated-mid-frame", videos.truncate(y4m, 0.5, c / "half.y4m"), expect="error", cause="truncated")
+    add("y4m-truncated-mid-frame", videos.truncate(y4m, 0.5, c / "half.y4m"),
+        expect="error", at_open=False, cause="truncated", good_prefix=True)
     # wrong extensions: FFmpeg probes the content, not the name
     add("mkv-named-mp4", _mutate(mkv, c / "really-mkv.mp4", lambda d: d), expect="frames", frames=NUM_FRAMES)
     add("mp4-named-avi", _mutate(mp4, c / "really-mp4.avi", lambda d: d), expect="frames", frames=NUM_FRAMES)
@@ -198,24 +200,39 @@ def build_corpus(root: Path) -> list[Case]:
             expect="error", at_open=True, cause="truncated")
     for fraction in (0.3, 0.7):
         add(f"faststart-mp4-truncated-{fraction}", videos.truncate(fast, fraction, c / f"fast-{fraction}.mp4"),
-            expect="error", at_open=False, prefix_max=NUM_FRAMES - 1)
-    for fraction in (0.001, 0.25, 0.6, 0.95):
-        add(f"mkv-truncated-{fraction}", videos.truncate(mkv, fraction, c / f"mkv-{fraction}.mkv"), expect="error")
-    add("avi-truncated-0.5", videos.truncate(avi, 0.5, c / "avi-0.5.avi"), expect="error")
-    add("mpegts-truncated-0.5", videos.truncate(ts, 0.5, c / "ts-0.5.ts"), expect="error")
+            expect="error", at_open=False, cause="truncated", good_prefix=True)
+    add("mkv-truncated-0.001", videos.truncate(mkv, 0.001, c / "mkv-0.001.mkv"), expect="error", at_open=True)
+    for fraction in (0.25, 0.6, 0.95):
+        add(f"mkv-truncated-{fraction}", videos.truncate(mkv, fraction, c / f"mkv-{fraction}.mkv"),
+            expect="error", at_open=False, cause="truncated", good_prefix=True)
+    add("avi-truncated-0.5", videos.truncate(avi, 0.5, c / "avi-0.5.avi"),
+        expect="error", at_open=False, cause="truncated", good_prefix=True)
+    add("mpegts-truncated-0.02", videos.truncate(ts, 0.02, c / "ts-0.02.ts"), expect="error")
+    add("mpegts-truncated-0.5", videos.truncate(ts, 0.5, c / "ts-0.5.ts"),
+        expect="error", at_open=False, cause="truncated", good_prefix=True)
+    add("raw-mjpeg-truncated-0.5", videos.truncate(mjpeg, 0.5, c / "raw-0.5.mjpeg"),
+        expect="error", at_open=False, cause="cut short", good_prefix=True)
+    # a valid MPEG-TS file of two frames, which FFmpeg's format probe gives up on
+    add("mpegts-two-frames", videos.write_video(c / "tiny.ts", "libx264", width=WIDTH, height=HEIGHT, num_frames=2),
+        expect="frames", frames=2)
     # header damage
     add("mp4-header-flipped", _mutate(mp4, c / "mp4-head-flip.mp4", _flip(0, 48, seed=1)), expect="error", at_open=True)
-    add("mkv-header-zeroed", _mutate(mkv, c / "mkv-head-zero.mkv", _zero(0, 64)), expect="error", at_open=True)
-    add("avi-header-flipped", _mutate(avi, c / "avi-head-flip.avi", _flip(8, 200, seed=2)))
-    add("faststart-moov-flipped", _mutate(fast, c / "fast-moov-flip.mp4", _flip(40, 600, seed=3)))
+    # FFmpeg reads it as a bare MPEG-4 stream: every frame comes with Matroska framing bytes in it, flagged damaged
+    add("mkv-header-zeroed", _mutate(mkv, c / "mkv-head-zero.mkv", _zero(0, 64)), expect="error")
+    add("avi-header-flipped", _mutate(avi, c / "avi-head-flip.avi", _flip(8, 200, seed=2)),
+        expect="error", at_open=True, cause="corrupt RIFF (AVI) file")
+    add("faststart-moov-flipped", _mutate(fast, c / "fast-moov-flip.mp4", _flip(40, 600, seed=3)),
+        expect="error", at_open=True, cause="corrupt or truncated MP4/MOV file")
     # damage in the middle (the demuxer may resync: frames or an error, but no crash or hang)
     add("mp4-middle-flipped", _mutate(fast, c / "fast-mid-flip.mp4", _flip(0.5, 400, seed=4)))
     add("mkv-middle-zeroed", _mutate(mkv, c / "mkv-mid-zero.mkv", _zero(0.5, 2000)))
     add("mpegts-middle-flipped", _mutate(ts, c / "ts-mid-flip.ts", _flip(0.4, 3000, seed=5)))
     add("avi-middle-zeroed", _mutate(avi, c / "avi-mid-zero.avi", _zero(0.5, 3000)))
     # appended garbage, duplicated chunks
-    add("mkv-garbage-appended", _mutate(mkv, c / "mkv-tail.mkv", lambda d: d + rng.randbytes(5000)))
-    add("mp4-garbage-appended", _mutate(fast, c / "mp4-tail.mp4", lambda d: d + rng.randbytes(5000)))
+    add("mkv-garbage-appended", _mutate(mkv, c / "mkv-tail.mkv", lambda d: d + rng.randbytes(5000)),
+        expect="frames", frames=NUM_FRAMES)
+    add("mp4-garbage-appended", _mutate(fast, c / "mp4-tail.mp4", lambda d: d + rng.randbytes(5000)),
+        expect="frames", frames=NUM_FRAMES)
     add("mkv-chunk-duplicated", _mutate(mkv, c / "mkv-dup.mkv", _duplicate(0.4, 4000)))
     add("mpegts-chunk-duplicated", _mutate(ts, c / "ts-dup.ts", _duplicate(0.4, 188 * 20)))
     return cases
@@ -264,3 +281,91 @@ def run_case(stream_id: str, path: Path, deadline_s: float = DEADLINE_S) -> Outc
         source.stop()
         pytest.fail(f"{stream_id}: {path.name} did not end within {deadline_s:g} s (hang)")
     return Outcome(result["frames"], result["error"], result["at_open"], result["other"], elapsed)  # type: ignore[arg-type]
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+CASE_NAMES = (
+    "intact-mp4", "intact-mkv", "intact-avi-mjpeg", "intact-mpegts", "intact-raw-mjpeg", "intact-y4m",
+    "empty-file", "text-file", "text-named-y4m", "random-bytes", "directory-named-mp4", "audio-only",
+    "y4m-zero-size", "y4m-no-size", "y4m-header-without-newline", "y4m-truncated-mid-frame",
+    "mkv-named-mp4", "mp4-named-avi", "mpegts-named-y4m",
+    "mp4-truncated-0.003", "mp4-truncated-0.3", "mp4-truncated-0.9",
+    "faststart-mp4-truncated-0.3", "faststart-mp4-truncated-0.7",
+    "mkv-truncated-0.001", "mkv-truncated-0.25", "mkv-truncated-0.6", "mkv-truncated-0.95",
+    "avi-truncated-0.5", "mpegts-truncated-0.02", "mpegts-truncated-0.5", "raw-mjpeg-truncated-0.5", "mpegts-two-frames",
+    "mp4-header-flipped", "mkv-header-zeroed", "avi-header-flipped", "faststart-moov-flipped",
+    "mp4-middle-flipped", "mkv-middle-zeroed", "mpegts-middle-flipped", "avi-middle-zeroed",
+    "mkv-garbage-appended", "mp4-garbage-appended", "mkv-chunk-duplicated", "mpegts-chunk-duplicated",
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
+    cases = build_corpus(tmp_path_factory.mktemp("corpus"))
+    assert [case.name for case in cases] == list(CASE_NAMES)
+    return {case.name: case for case in cases}
+
+
+def _cause_text(message: str, prefix: str) -> str:
+    """The message after the ``stream 'id' (path): `` prefix, without the FFmpeg error it quotes."""
+    body = message[len(prefix) :]
+    return re.split(r"\(?FFmpeg's error:", body)[0]
+
+
+def test_the_corpus_is_big_enough(corpus: dict[str, Case]) -> None:
+    assert len(corpus) >= 30
+    assert sum(case.expect == "frames" for case in corpus.values()) >= 8
+    assert sum(case.expect == "error" for case in corpus.values()) >= 20
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_case_gives_clean_frames_or_a_clear_error(corpus: dict[str, Case], name: str) -> None:
+    case = corpus[name]
+    outcome = run_case(name, case.path)
+    assert outcome.other is None, f"{name}: crashed with {outcome.other!r}"
+
+    indices = [frame.index for frame in outcome.frames]
+    assert all(b > a for a, b in zip(indices, indices[1:])), f"{name}: indices not increasing: {indices}"
+    pts = [frame.pts_s for frame in outcome.frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])), f"{name}: pts not increasing: {pts}"
+    for frame in outcome.frames:
+        assert frame.image.shape == (HEIGHT, WIDTH, 3)
+
+    if outcome.error is None:
+        assert case.expect != "error", f"{name}: expected a DecodeError, got {len(indices)} clean frames"
+        if case.frames is not None:
+            assert [videos.read_index(f.image) for f in outcome.frames] == list(range(case.frames))
+        return
+
+    message = str(outcome.error)
+    assert case.expect != "frames", f"{name}: expected clean frames, got {message}"
+    prefix = f"stream {name!r} ({case.path}): "
+    assert message.startswith(prefix), message
+    cause = _cause_text(message, prefix)
+    assert any(word in cause for word in HUMAN_CAUSES), f"{name}: no cause in words: {message}"
+    assert cause.strip(" ;:().") not in BARE_ERRNO_TEXTS and not cause.lstrip().startswith("[Errno"), message
+    assert not any(cause.strip(" ;:().").startswith(text) for text in BARE_ERRNO_TEXTS), message
+    if case.at_open is not None:
+        assert outcome.at_open is case.at_open, f"{name}: at_open={outcome.at_open}: {message}"
+    if case.cause is not None:
+        assert case.cause in message, message
+    if case.good_prefix:
+        assert [videos.read_index(f.image) for f in outcome.frames] == list(range(len(outcome.frames))), message
+        assert len(outcome.frames) < NUM_FRAMES, message
+    if outcome.frames:
+        assert f"after {len(outcome.frames)} good frame" in message or "decoded" in message, message
+
+
+def test_a_stop_from_another_thread_ends_a_damaged_file_promptly(corpus: dict[str, Case]) -> None:
+    """``stop()`` mid-iteration of a damaged file: ``frames()`` returns (no error, no hang), ``close()`` too."""
+    source = AvSource("stopper", str(corpus["mkv-chunk-duplicated"].path))
+    source.open()
+    got = []
+    started = time.monotonic()
+    for frame in source.frames():
+        got.append(frame)
+        if len(got) == 3:
+            source.stop()
+    source.close()
+    assert len(got) == 3 and time.monotonic() - started < DEADLINE_S
