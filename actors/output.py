@@ -55,7 +55,8 @@ class OutputWorker:
             built = {}
             self.init_error = str(exc)
         tracker = tracker_from_config(tracking) if tracking.enabled else None
-        self.output = StreamOutput(stream_id, built, tracker, max_pending=max_pending, checkpoint=checkpoint)
+        self.output = StreamOutput(stream_id, built, tracker, max_pending=max_pending, checkpoint=checkpoint,
+                                   on_reserve=self._save_checkpoint)
         if checkpoint is not None and not checkpoint.ended:
             # This process replaces one that died: say so in the stream, in order (before the next frame).
             self.output.status(StreamStatus(
@@ -136,7 +137,10 @@ class OutputWorker:
         self.output.close()
 
     def _save(self) -> None:
-        state = dataclasses.replace(self.output.checkpoint, saved_at=time.time())
+        self._save_checkpoint(self.output.checkpoint)
+
+    def _save_checkpoint(self, state: OutputCheckpoint) -> None:
+        state = dataclasses.replace(state, saved_at=time.time())
         kv_put(self.names.checkpoint_key(self.stream_id), state.to_bytes())
 
     def _ack(self) -> None:

@@ -38,6 +38,11 @@ from pipeline.stats import SourceStats, StageClock
 _STOP_POLL_S = 0.2
 # Seconds to wait for a downstream call before treating the actor as gone (it is probed again later).
 _CALL_TIMEOUT_S = 30.0
+# Probes in a row without any acknowledgement (and no restart seen) before the window is sent again,
+# doubling after each resend up to the second value: with a probe a second, 5 s covers a normal batch
+# on a CPU replica; a slower model only costs a repeated inference, never a repeated publication.
+_QUIET_PROBES_BEFORE_RESEND = 5
+_MAX_QUIET_PROBES = 80
 
 
 class _Downstream(Exception):
@@ -67,6 +72,8 @@ class SourceWorker:
         self._deferred: list[tuple[int, StreamStatus]] = []
         self._status_lock = threading.Lock()
         self._in_hand = False  # the sender holds a frame taken from the queue and not yet in the window
+        self._quiet_probes = 0  # probes since the last acknowledgement
+        self._resend_after_probes = _QUIET_PROBES_BEFORE_RESEND
         self._last_index = -1
         self.output_incarnation: str | None = None
         self.dispatcher_incarnation: str | None = None
@@ -98,7 +105,9 @@ class SourceWorker:
     def ack(self, next_seq: int) -> None:
         """Every frame below ``next_seq`` is published (cumulative; repeats and reordering are harmless)."""
         with self._window_changed:
-            self.window.ack(next_seq)
+            if self.window.ack(next_seq):
+                self._quiet_probes = 0
+                self._resend_after_probes = _QUIET_PROBES_BEFORE_RESEND
             self._window_changed.notify_all()
 
     def stop(self) -> None:
@@ -317,12 +326,24 @@ class SourceWorker:
             dispatcher = ray.get(self.dispatcher.incarnation.remote(), timeout=_CALL_TIMEOUT_S)
         except (ray.exceptions.RayError, TimeoutError):
             return
-        if dispatcher != self.dispatcher_incarnation:
-            self.dispatcher_incarnation = dispatcher
-            self._resend()
         probe = self._call_output(lambda o: o.probe.remote())
         if probe is not None and probe.incarnation != self.output_incarnation:
             self._reattach()
+            return
+        if probe is not None:
+            self.ack(probe.next_seq)  # an acknowledgement may have been lost on its way
+        if dispatcher != self.dispatcher_incarnation:
+            self.dispatcher_incarnation = dispatcher
+            self._resend()
+            return
+        # Nothing restarted, yet nothing was acknowledged for a while: a message was lost on the way (a call
+        # that failed while an actor was briefly unreachable). Send the window again, less often each time;
+        # the output drops what it already has, so the worst case is inference run twice.
+        self._quiet_probes += 1
+        if self._quiet_probes >= self._resend_after_probes:
+            self._quiet_probes = 0
+            self._resend_after_probes = min(self._resend_after_probes * 2, _MAX_QUIET_PROBES)
+            self._resend()
 
     def _reattach(self) -> None:
         """The output restarted: attach again (a new epoch) and send every unpublished frame under it."""

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,9 @@ class StreamOutput:
     - ``max_pending``: results that may wait for an earlier ``seq`` (frames in flight of the stream).
     - ``checkpoint``: given when this output replaces one that died; its sinks are then resumed,
       not started, and frames below ``checkpoint.next_seq`` are never published again.
+    - ``on_reserve``: called with the checkpoint (new track ids, old ``next_seq``) after tracking gave
+      out new ids and before any sink sees them, so that an output rebuilt after a crash in between
+      never hands out an id already published. The owner saves it.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class StreamOutput:
         *,
         max_pending: int,
         checkpoint: OutputCheckpoint | None = None,
+        on_reserve: Callable[[OutputCheckpoint], None] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.sinks = sinks
@@ -135,6 +140,8 @@ class StreamOutput:
         self.max_pending = max_pending
         self.resuming = checkpoint is not None
         self._state = checkpoint or OutputCheckpoint()
+        self.on_reserve = on_reserve
+        self._reserved_track_id = self._state.next_track_id
         if tracker is not None:
             tracker.next_track_id = self._state.next_track_id
         self.sink_errors: dict[str, str] = {}
@@ -202,12 +209,19 @@ class StreamOutput:
                     self.repeats += 1
                     continue
                 released = [dataclasses.replace(d, result=self._track(d.result)) for d in released]
+            self._reserve_track_ids()
             for ready in released:
                 self._publish(ready)
             published += len(released)
         self.relay_sink_events()
         self._maybe_end()
         return published
+
+    def _reserve_track_ids(self) -> None:
+        if self.tracker is None or self.on_reserve is None or self.tracker.next_track_id == self._reserved_track_id:
+            return
+        self.on_reserve(self.checkpoint)
+        self._reserved_track_id = self.tracker.next_track_id
 
     def relay_sink_events(self) -> None:
         """Write a sink's own status events (the Redis sink's outages) to the other sinks and count them.

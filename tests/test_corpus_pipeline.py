@@ -53,7 +53,8 @@ def write_previous_run(out: Path, stream_ids: list[str], tmp_path: Path) -> None
     )
     for sid in stream_ids:
         sink = JsonlSink(sid, directory=out)
-        sink.start(StreamInfo(stream_id=sid, width=WIDTH, height=HEIGHT, fps=FPS, total_frames=PREVIOUS_FRAMES, live=False))
+        info = StreamInfo(stream_id=sid, width=WIDTH, height=HEIGHT, fps=FPS, total_frames=PREVIOUS_FRAMES, live=False)
+        sink.start(info)
         for n in range(PREVIOUS_FRAMES):
             meta = FrameMeta(stream_id=sid, index=n, seq=n, pts_s=n / FPS, captured_at=time.time(), width=WIDTH, height=HEIGHT)
             sink.write(FrameResult(meta=meta))

@@ -558,9 +558,9 @@ def node_scenario(work: Path, videos: dict[str, Path], frames: int, server: Redi
                 continue
     result["console"] = [{"stamp_at": t, "line": line} for t, line in stamps]
     signs: dict[str, float] = {}
-    after = [t for t, _ in stamps if t >= removed_at - 1.0]  # HH:MM:SS: 1 s resolution
+    after = [t for t, _ in stamps if t >= removed_at - 1.0]  # HH:MM:SS: the line came within 1 s after its stamp
     if after:
-        signs["console_not_answering (1 s stamp)"] = after[0]
+        result["console_not_answering_stamp_s"] = after[0] - removed_at  # a cross-check only: not in detect_s
     restarts = [r["at"] for r in report["restarts"] if r["at"] >= removed_at - 1.0]
     if restarts:
         signs["restart_record_at"] = min(restarts)
@@ -615,8 +615,9 @@ def table_row(r: dict[str, Any]) -> str:
         recover = " / ".join(fmt(o["recover_s"]) for o in r["outages"]) or "–"
         d = r["dropped"]
         notes.append(f"{len(r['outages'])} outage(s), first signs {', '.join(str(o['detect_state']) for o in r['outages'])}; "
-                     f"dropped: {d['outage_lost']} during outages (`recovered`.lost), "
-                     f"{d['source_dropped_under_load']} under load, index gaps {d['index_gaps']}")
+                     f"dropped (not lost: never decoded, or dropped by the live queue): {d['outage_lost']} during the outages "
+                     f"(`recovered`.lost), {d['source_dropped_under_load']} by the source under load (`dropped`), "
+                     f"published `frame` index gaps {d['index_gaps']}")
     else:
         detect, recover = fmt(r.get("detect_s")), fmt(r.get("recover_s"))
         if r.get("faults"):
@@ -624,6 +625,8 @@ def table_row(r: dict[str, Any]) -> str:
             notes.append(f"fault after {f.get('published_a')} frames of a")
         if r.get("detect_signs_s"):
             notes.append("signs: " + ", ".join(f"{k} {v:.2f}" for k, v in r["detect_signs_s"].items()))
+        if r.get("console_not_answering_stamp_s") is not None:
+            notes.append(f"console `not answering` stamp (HH:MM:SS, 1 s) {r['console_not_answering_stamp_s']:.2f}")
         key = "recover_redis" if r["scenario"] in ("redis-down", "node-removal") else "recover_jsonl"
         stalls = {sid: e[key] for sid, e in streams.items() if e.get(key)}
         if stalls:
@@ -682,6 +685,11 @@ def write_outputs(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [table_row(r) for r in results]
+    bad = [r["scenario"] for r in results if r.get("hung") or r.get("error") or not r.get("streams")
+           or (r.get("report") or {}).get("exit_code") not in (0, None)
+           or any(e[k]["lost"] or e[k]["duplicated"] for e in r["streams"].values() for k in ("jsonl", "redis"))]
+    lines += ["", "Scenarios with a lost or duplicated frame, an error, a failed exit or a hang: "
+              + (", ".join(bad) if bad else "none") + "."]
     lines += ["", "Raw numbers (per stream, per outage, every status event, console lines): `faults.json`.", ""]
     (out / "faults.md").write_text("\n".join(lines))
 

@@ -313,19 +313,26 @@ class AvSource:
         return container, stream
 
     def _av_open(self) -> av.container.InputContainer:
-        """``av.open`` the url; a local file FFmpeg's probe misses but whose bytes are MPEG-TS is opened as such.
+        """``av.open`` the url (metadata that is not UTF-8 is read with replacement characters); a local
+        file FFmpeg's probe misses but whose bytes are MPEG-TS is opened as such.
 
         FFmpeg's probe gives up on some very short MPEG-TS files (a few 188-byte packets: "End of
         file"), which its MPEG-TS demuxer reads fine when asked for that format.
         """
-        timeout = (self.open_timeout_s, self.read_timeout_s)
+        # Metadata (titles, tags) that is not UTF-8 (Latin-1 tags of older files, or damage) must not
+        # stop a video from opening: PyAV's default would raise UnicodeDecodeError; nothing here reads it.
+        kwargs = {
+            "options": self.options,
+            "timeout": (self.open_timeout_s, self.read_timeout_s),
+            "metadata_errors": "replace",
+        }
         try:
-            return av.open(self.url, mode="r", options=self.options, timeout=timeout)
+            return av.open(self.url, mode="r", **kwargs)  # type: ignore[arg-type]
         except av.error.FFmpegError:
             if self.live or _sniff_container(self._read_head()) != "MPEG-TS":
                 raise
             try:
-                return av.open(self.url, mode="r", format="mpegts", options=self.options, timeout=timeout)
+                return av.open(self.url, mode="r", format="mpegts", **kwargs)  # type: ignore[arg-type]
             except av.error.FFmpegError:
                 pass
             raise  # the probe's error, which the caller explains
@@ -499,7 +506,8 @@ class AvSource:
                 good = self._undamaged(frames)  # type: ignore[arg-type]
                 yield from good
                 if len(good) < len(frames):  # type: ignore[arg-type]
-                    raise _PassFailed("decode", detail="the decoder flagged the next frame as damaged (data missing or corrupt)")
+                    detail = "the decoder flagged the next frame as damaged (data missing or corrupt)"
+                    raise _PassFailed("decode", detail=detail)
         finally:
             with self._io_lock:
                 packets.close()

@@ -120,3 +120,22 @@ def test_a_stream_that_never_opened_gets_just_its_end_line(tmp_path: Path) -> No
     out.finish(StreamEnd(stream_id="cam", frames=0, error="stream 'cam' (x.mp4): file does not exist"))
     messages = list(read_jsonl(tmp_path / "cam.jsonl"))
     assert len(messages) == 1 and isinstance(messages[0], StreamEnd) and messages[0].error
+
+
+def test_track_ids_are_reserved_before_any_sink_sees_them(tmp_path: Path) -> None:
+    saved: list[OutputCheckpoint] = []
+    tracker = ByteTracker(high_score_threshold=0.5, low_score_threshold=0.1, new_track_score_threshold=0.5)
+    out = StreamOutput("cam", {"jsonl": JsonlSink("cam", directory=tmp_path)}, tracker, max_pending=16,
+                       on_reserve=saved.append)
+    out.attach(INFO)
+    out.push([frame(0)])
+    # reserved with the new ids, before frame 0 was counted as published
+    assert len(saved) == 1 and saved[0].next_seq == 0 and saved[0].next_track_id == 2
+    out.push([frame(1)])  # the same track goes on: no new id, nothing to reserve
+    assert len(saved) == 1
+    # an output rebuilt from the reservation (the crash came between the write and the checkpoint)
+    rebuilt = output(tmp_path, checkpoint=saved[0])
+    rebuilt.attach(INFO)
+    rebuilt.push([frame(0, epoch=1), frame(1, epoch=1), frame(2, epoch=1, x=40)])
+    ids = [i.track_id for m in frames_written(tmp_path) for i in m.instances]
+    assert ids[:2] == [1, 1] and min(ids[2:]) >= 2
