@@ -22,12 +22,12 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 from pipeline.naming import SYNTHETIC_PREFIX, local_path, weights_is_path
 
-PER_STREAM_MEMORY_MB = 400
-"""Estimated resident memory (MB) of one stream's actors together: its source, tracker and sink, one
-process each. An estimate, to be re-measured: in December 2026 each such process had 600-650 MB of RSS,
-mostly torch's libraries; without torch in those processes a fresh one measured about 120 MB after its
-imports, plus decoded frames and buffers. Used only to refuse what a local Ray surely cannot hold (the
-model replicas and Ray's own processes come on top), so it errs low rather than high."""
+PER_STREAM_MEMORY_MB = 360
+"""Resident memory (MB) of one stream's actors together: its source and its output, one process each.
+Measured (docs/bench/soak.md, 320x240 streams): 185 + 171 MB RSS, about 200 MB of it the stream's own
+(the rest shared library pages); the marginal cost of a stream was 376 MB RSS. Larger frames add their
+decoded frames and buffers. Used only to refuse what a local Ray surely cannot hold (the model replicas
+and Ray's own processes come on top), so it errs low rather than high."""
 
 _MB = 1024 * 1024
 
@@ -84,7 +84,7 @@ def memory_problem(stream_count: int, total_memory_bytes: int | None) -> str | N
     fits = max(total_mb // PER_STREAM_MEMORY_MB, 0)
     return (
         f"{stream_count} streams need about {needed_mb / 1024:.1f} GiB (an estimated {PER_STREAM_MEMORY_MB} MB per "
-        f"stream for its source, tracker and sink actors), more than this machine's {total_mb / 1024:.1f} GiB of "
+        f"stream for its source and output actors), more than this machine's {total_mb / 1024:.1f} GiB of "
         f"memory for a local Ray (ray.address: null); run at most {fits} streams here, or join a Ray cluster "
         "with ray.address (e.g. auto, or ray://head:10001)"
     )

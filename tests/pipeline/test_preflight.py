@@ -105,9 +105,11 @@ def test_more_streams_than_a_local_ray_can_hold_are_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as err:
         preflight(config, source=str(path), total_memory_bytes=24 * GIB)
     text = str(err.value)
-    assert text.startswith(f"{path}: 1 problem found before starting\n  streams: 1000 streams need about 390.6 GiB")
+    needed_gib = 1000 * PER_STREAM_MEMORY_MB / 1024
+    assert text.startswith(f"{path}: 1 problem found before starting\n  streams: 1000 streams need about {needed_gib:.1f} GiB")
     assert f"an estimated {PER_STREAM_MEMORY_MB} MB per stream" in text
-    assert "this machine's 24.0 GiB of memory" in text and "at most 61 streams here" in text
+    fits = 24 * 1024 // PER_STREAM_MEMORY_MB
+    assert "this machine's 24.0 GiB of memory" in text and f"at most {fits} streams here" in text
     assert "ray.address" in text
     # joining a cluster: the cluster's memory is not this machine's, so no estimate is made here
     joined = config.model_copy(update={"ray": config.ray.model_copy(update={"address": "auto"})})
@@ -115,8 +117,9 @@ def test_more_streams_than_a_local_ray_can_hold_are_refused(tmp_path: Path) -> N
 
 
 def test_memory_problem_bounds() -> None:
-    assert memory_problem(61, 24 * GIB) is None  # 61 * 400 MB = 23.8 GiB
-    assert memory_problem(62, 24 * GIB) is not None
+    fits = 24 * 1024 // PER_STREAM_MEMORY_MB  # streams whose estimate fits in 24 GiB
+    assert memory_problem(fits, 24 * GIB) is None
+    assert memory_problem(fits + 1, 24 * GIB) is not None
     assert memory_problem(10_000, None) is None  # memory unknown: nothing is refused on a guess
     memory = machine_memory_bytes()
     assert memory is not None and memory > 256 * 1024 * 1024
