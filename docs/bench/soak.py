@@ -290,8 +290,8 @@ def machine_facts() -> dict[str, Any]:
     mem_total = next((int(line.split()[1]) // 1024 for line in (_read("/proc/meminfo") or "").splitlines()
                       if line.startswith("MemTotal")), None)
     return {"cpus": os.cpu_count(), "cpu": cpu, "mem_total_mb": mem_total, "kernel": platform.release(),
-            "python": platform.python_version(), "ray": ray.__version__, "torch": installed("torch"), "torchvision": installed("torchvision"),
-            "loadavg_at_start": (_read("/proc/loadavg") or "").split()[:3]}
+            "python": platform.python_version(), "ray": ray.__version__, "torch": installed("torch"),
+            "torchvision": installed("torchvision"), "loadavg_at_start": (_read("/proc/loadavg") or "").split()[:3]}
 
 
 def code_facts() -> dict[str, Any]:
@@ -516,7 +516,12 @@ def chart(result: dict[str, Any], path: Path) -> None:
             by_kind.setdefault(p["kind"], [])
             if p["label"] not in by_kind[p["kind"]]:
                 by_kind[p["kind"]].append(p["label"])
-    fig, (ax_ray, ax_ms) = plt.subplots(1, 2, figsize=(14, 6), sharex=True)
+    fig, (ax_ray, ax_ms, ax_delta) = plt.subplots(1, 3, figsize=(20, 6.5), sharex=True)
+    palette = plt.get_cmap("tab10").colors
+    # One colour and style per kind, the same in every panel; gcs_server (the issue's subject) in black.
+    styles = {kind: (palette[i % 10], "-" if i < 10 else "--") for i, kind in
+              enumerate(k for k in sorted(by_kind) if k != "gcs_server")}
+    styles["gcs_server"] = ("black", "-")
     for kind, labels in sorted(by_kind.items()):
         # One line per kind: the mean of its processes at each sample (e.g. the sources of the N streams).
         times = sorted({t for label in labels for t, _ in data[label]})
@@ -527,20 +532,32 @@ def chart(result: dict[str, Any], path: Path) -> None:
         is_actor = any(p["maskstream_actor"] for s in result["samples"] for p in s["processes"] if p["kind"] == kind)
         ax = ax_ms if (is_actor or kind == "driver") else ax_ray
         name = kind if len(labels) == 1 else f"{kind} (mean of {len(labels)})"
-        ax.plot(times, values, label=name, lw=2.2 if kind == "gcs_server" else 1.4)
+        color, style = styles[kind]
+        width = 2.4 if kind == "gcs_server" else 1.4
+        ax.plot(times, values, label=name, color=color, ls=style, lw=width)
+        after = [(t, v) for t, v in zip(times, values) if t >= 1.0]
+        # Left out: the inference replica (its RSS swings by tens of MB with each batch's tensors) and idle workers.
+        if len(after) >= 2 and kind not in ("idle_worker", "InferenceWorker"):
+            ax_delta.plot([t for t, _ in after], [v - after[0][1] for _, v in after], color=color, ls=style,
+                          label=name, lw=width)
     before = result["issue_gcs_before"]
-    ax_ray.plot([0, before["minutes"]], [before["start_mb"], before["end_mb"]], "k--", lw=1,
+    ax_ray.plot([0, before["minutes"]], [before["start_mb"], before["end_mb"]], "k:", lw=1.2,
                 label=f"gcs_server before the redesign (issue: {before['start_mb']:.0f} -> {before['end_mb']:.0f} MB)")
     stop = result.get("stop_requested_at_s")
-    for ax, title in ((ax_ray, "Ray's own processes"), (ax_ms, "maskstream: driver and actors")):
+    ax_delta.plot([1, before["minutes"]], [0, (before["end_mb"] - before["start_mb"]) * (before["minutes"] - 1)
+                                               / before["minutes"]], "k:", lw=1.2, label="gcs_server before (issue)")
+    for ax, title in ((ax_ray, "Ray's own processes"), (ax_ms, "maskstream: driver and actors"),
+                      (ax_delta, "change since minute 1 (without the inference replica)")):
         if stop is not None:
             ax.axvline(stop / 60, color="grey", lw=0.8, ls=":")
         ax.set_title(title)
         ax.set_xlabel("minutes since the pipeline started")
-        ax.set_ylabel("RSS (MB)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("RSS change (MB)" if ax is ax_delta else "RSS (MB)")
+        if ax is not ax_delta:
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
+    ax_delta.set_ylim(-5, 20)
     args = result["args"]
     fig.suptitle(f"Soak: {args['streams']} streams {args['size']} @ {args['fps']:g} fps, {args['minutes']:g} min, "
                  f"compact Mask R-CNN with RANDOM weights on the CPU; {result['machine']['cpus']} cores, "
@@ -568,37 +585,43 @@ PER_STREAM_KINDS = ("SourceWorker", "OutputWorker", "TrackerWorker", "SinkWorker
 
 
 def print_per_stream(paths: list[Path]) -> None:
-    """Markdown tables from short runs of one version at two stream counts (e.g. 2 and 4): totals, the marginal
-    cost of one stream ((total at N2 - total at N1) / (N2 - N1)), and the per-stream actors by kind."""
+    """Markdown tables from short runs of each version at two stream counts (e.g. 2 and 4).
+
+    Per stream: the per-stream actors (kinds in :data:`PER_STREAM_KINDS`) of the larger run divided by its
+    stream count; and the marginal cost of one more stream, (total at N2 - total at N1) / (N2 - N1), which
+    also holds what the shared processes (driver, dispatcher, inference, Ray's own) take per stream."""
     runs = []
     for path in paths:
         result = json.loads(path.read_text())
         version = result["code"].get("commit", "?")[:7]
         runs.append((version, result["args"]["streams"], per_stream_row(result), path.name))
+    metrics = ("processes", "rss_mb", "pss_mb", "uss_mb")
     print("| run | code | streams | processes | RSS MB | PSS MB | USS MB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for version, n, row, name in runs:
         t = row["total"]
         print(f"| {name} | {version} | {n} | {t['processes']} | {t['rss_mb']:.0f} | {t['pss_mb']:.0f} | "
               f"{t['uss_mb']:.0f} |")
-    print("\n| code | per stream: processes | RSS MB | PSS MB | USS MB | per-stream actors (RSS / USS MB each) |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("\n| code | per-stream actors: processes per stream | RSS MB per stream | USS MB per stream "
+          "| each (RSS / USS MB) | marginal stream: processes | RSS MB | PSS MB | USS MB |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     by_version: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for version, n, row, _ in runs:
         by_version.setdefault(version, []).append((n, row))
     for version, items in by_version.items():
         items.sort(key=lambda item: item[0])
         (n1, a), (n2, b) = items[0], items[-1]
-        if n2 == n1:
-            continue
-        d = {m: (b["total"][m] - a["total"][m]) / (n2 - n1) for m in ("processes", "rss_mb", "pss_mb", "uss_mb")}
-        kinds = []
-        for kind in PER_STREAM_KINDS:
-            k = b["kinds"].get(kind)
-            if k:
-                kinds.append(f"{kind} {k['rss_mb'] / k['processes']:.0f} / {k['uss_mb'] / k['processes']:.0f}")
-        print(f"| {version} | {d['processes']:.1f} | {d['rss_mb']:.0f} | {d['pss_mb']:.0f} | {d['uss_mb']:.0f} | "
-              f"{'; '.join(kinds)} |")
+        own = {m: sum(b["kinds"][k][m] for k in PER_STREAM_KINDS if k in b["kinds"]) / n2 for m in metrics}
+        each = "; ".join(f"{k} {b['kinds'][k]['rss_mb'] / b['kinds'][k]['processes']:.0f} / "
+                         f"{b['kinds'][k]['uss_mb'] / b['kinds'][k]['processes']:.0f}"
+                         for k in PER_STREAM_KINDS if k in b["kinds"])
+        if n2 != n1:
+            d = {m: (b["total"][m] - a["total"][m]) / (n2 - n1) for m in metrics}
+            marginal = f"{d['processes']:.1f} | {d['rss_mb']:.0f} | {d['pss_mb']:.0f} | {d['uss_mb']:.0f}"
+        else:
+            marginal = "- | - | - | -"
+        print(f"| {version} | {own['processes']:.1f} | {own['rss_mb']:.0f} | {own['uss_mb']:.0f} | {each} | "
+              f"{marginal} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -617,15 +640,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-detections", type=int, default=5)
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep-sink-output", action="store_true", help="keep the JSON Lines files (a temp folder)")
-    parser.add_argument("--report", type=Path, default=None, help="only print the tables of an existing JSON")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="only print the tables of an existing JSON (and draw its PNG again next to it)")
     parser.add_argument("--per-stream", type=Path, nargs="+", default=None,
                         help="only print the per-stream tables of short runs (JSONs of one or two versions)")
     args = parser.parse_args(argv)
     if args.per_stream is not None:
         print_per_stream(args.per_stream)
         return 0
-    if args.report is not None:
-        print_tables(json.loads(args.report.read_text()))
+    if args.report is not None:  # tables of an existing run; its chart drawn again unless --no-chart
+        result = json.loads(args.report.read_text())
+        print_tables(result)
+        if not args.no_chart:
+            chart(result, args.report.with_suffix(".png"))
+            print(f"wrote {args.report.with_suffix('.png')}")
         return 0
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
