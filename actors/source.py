@@ -18,6 +18,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -152,10 +153,8 @@ class SourceWorker:
     def _main(self) -> None:
         try:
             self.info = self.source.open()
-        except DecodeError as exc:
-            self.error = str(exc)
         except MaskstreamError as exc:
-            self.error = f"stream {self.stream.id!r}: {exc}"
+            self.error = self._describe(exc)
         if self.info is None:
             self.draining = True
             self._end_without_frames()
@@ -183,6 +182,10 @@ class SourceWorker:
         self.draining = True
         self._emit_statuses_before(None)
         self._finish()
+
+    def _describe(self, exc: MaskstreamError) -> str:
+        """A ``DecodeError`` already names the stream and the url; any other error gets the stream's id."""
+        return str(exc) if isinstance(exc, DecodeError) else f"stream {self.stream.id!r}: {exc}"
 
     def _end_without_frames(self) -> None:
         """The stream never opened: its output writes just the end message, with the cause."""
@@ -231,10 +234,8 @@ class SourceWorker:
                         return
                 if self._stop.is_set():
                     return
-        except DecodeError as exc:
-            self.error = str(exc)
         except MaskstreamError as exc:
-            self.error = f"stream {self.stream.id!r}: {exc}"
+            self.error = self._describe(exc)
         except Exception as exc:  # noqa: BLE001 - any decoder crash must end the stream with its cause, not hang it
             self.error = f"stream {self.stream.id!r}: decoding failed: {type(exc).__name__}: {exc}"
         finally:
@@ -280,20 +281,25 @@ class SourceWorker:
 
     def _wait_for_room(self) -> None:
         """Block while the window is full; probe downstream when no acknowledgement came for a while."""
+        self._wait_for_window(lambda: not self.window.full)
+
+    def _wait_for_window(self, done: Callable[[], bool]) -> None:
+        """Block until ``done()`` holds for the window (checked whenever an acknowledgement arrives); after
+        ``probe_interval_s`` without one, probe downstream (a restarted actor's frames are sent again)."""
         while True:
             with self._window_changed:
-                if not self.window.full:
+                if done():
                     return
                 before = self.window.acked
                 self._window_changed.wait(self.probe_interval_s)
-                if self.window.acked != before or not self.window.full:
+                if self.window.acked != before or done():
                     continue
             self._probe()
 
     def _finish(self) -> None:
         """Wait until every frame is published (probing), then have the output write the end message."""
         while True:
-            self._drain_window()
+            self._wait_for_window(lambda: len(self.window) == 0)
             end = StreamEnd(stream_id=self.stream.id, frames=self.window.next_seq, decoded=self._decoded_total(),
                             dropped=self.dropped_base + self.queue.dropped, error=self.error)
             self._call_output(lambda o: o.finish.remote(end))
@@ -305,17 +311,6 @@ class SourceWorker:
                 self._reattach()
                 continue
             time.sleep(self.probe_interval_s / 4)
-
-    def _drain_window(self) -> None:
-        while True:
-            with self._window_changed:
-                if len(self.window) == 0:
-                    return
-                before = self.window.acked
-                self._window_changed.wait(self.probe_interval_s)
-                if self.window.acked != before:
-                    continue
-            self._probe()
 
     def _decoded_total(self) -> int:
         return self.index_base + self.decoded

@@ -165,11 +165,8 @@ class Supervisor:
             self._answered(w, stats, now)
 
     def _all_watched(self) -> list[Watched]:
-        out = list(self.replicas) + ([self.dispatcher] if self.dispatcher else [])
-        for s in self.streams.values():
-            if not s.done:
-                out += [s.source, s.output]
-        return out
+        """The actors still worth watching: the shared ones and those of streams not yet done."""
+        return self._everything(include_done=False)
 
     def _answered(self, w: Watched, stats: Any, now: float) -> None:
         pid = stats.pid
@@ -313,10 +310,11 @@ class Supervisor:
             except Exception:  # noqa: BLE001 - cleanup of a key in a GCS that may be gone must not fail the run
                 pass
 
-    def _everything(self) -> list[Watched]:
+    def _everything(self, *, include_done: bool = True) -> list[Watched]:
         out = list(self.replicas) + ([self.dispatcher] if self.dispatcher else [])
         for s in self.streams.values():
-            out += [s.source, s.output]
+            if include_done or not s.done:
+                out += [s.source, s.output]
         return out
 
     def stage_seconds(self) -> dict[str, float]:
