@@ -355,7 +355,10 @@ class StreamOutput:
         for event in self._statuses:
             self._write_status(dataclasses.replace(event, seq=self._state.next_seq))
         self._statuses.clear()
-        end = dataclasses.replace(self.end, frames=self._state.next_seq)
+        # A sink resumed ahead of the checkpoint (its process died between the write and the checkpoint)
+        # already holds frames past next_seq: the end counts what the furthest sink published.
+        published = max([self._state.next_seq, *self._sink_next.values()])
+        end = dataclasses.replace(self.end, frames=published)
         self.end = end
         for name, sink in self.sinks.items():
             if name in self.sink_errors:

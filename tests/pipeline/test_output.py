@@ -139,3 +139,18 @@ def test_track_ids_are_reserved_before_any_sink_sees_them(tmp_path: Path) -> Non
     rebuilt.push([frame(0, epoch=1), frame(1, epoch=1), frame(2, epoch=1, x=40)])
     ids = [i.track_id for m in frames_written(tmp_path) for i in m.instances]
     assert ids[:2] == [1, 1] and min(ids[2:]) >= 2
+
+
+def test_an_abort_after_a_resume_counts_the_frames_a_sink_already_holds(tmp_path: Path) -> None:
+    first = output(tmp_path)
+    first.attach(INFO)
+    first.push([frame(s) for s in range(3)])
+    saved = first.checkpoint
+    first.push([frame(3)])  # written, then the process died before its checkpoint
+    del first
+    rebuilt = output(tmp_path, checkpoint=saved)
+    rebuilt.abort("output of stream 'cam' died and cannot be restarted", info=INFO)
+    messages = list(read_jsonl(tmp_path / "cam.jsonl"))
+    frames = [m for m in messages if isinstance(m, FrameMessage)]
+    assert [m.seq for m in frames] == [0, 1, 2, 3]
+    assert isinstance(messages[-1], StreamEnd) and messages[-1].frames == len(frames)
