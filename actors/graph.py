@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -198,11 +199,9 @@ class PipelineRunner:
         )
 
     def _print_pool(self) -> None:
-        d = self.supervisor.model_description
-        if d:
-            self.console.print(
-                f"inference pool: {len(self.supervisor.replicas)} x {d['arch']} on {d['device']} "
-                f"({d['weights']}, {d['classes']} classes)", highlight=False)
+        kinds = Counter(info.describe() for info in self.supervisor.replica_infos)
+        for description, count in kinds.items():
+            self.console.print(f"inference pool: {count} x {description}", highlight=False, soft_wrap=True)
 
     def _print_report(self, report: RunReport) -> None:
         self.console.print(summary_table(report.summaries))

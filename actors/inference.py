@@ -11,7 +11,7 @@ import ray
 from pipeline.config import ModelConfig
 from pipeline.errors import MaskstreamError
 from pipeline.messages import FrameMeta, FrameResult, instances_from_detections
-from pipeline.stats import InferenceStats, StageClock
+from pipeline.stats import InferenceStats, ReplicaInfo, StageClock
 
 
 class InferenceWorker:
@@ -53,18 +53,14 @@ class InferenceWorker:
             channels_last=model.channels_last,
             compile_backbone=model.compile_backbone,
         )
-        self.description = {
-            "arch": loaded.arch,
-            "weights": loaded.source,
-            "classes": len(loaded.class_names),
-            "device": str(self.engine.device),
-        }
+        self.info = ReplicaInfo(arch=loaded.arch, weights=loaded.source, classes=len(loaded.class_names),
+                                device=str(self.engine.device), precision=self.engine.choice.describe())
 
-    def ready(self) -> dict[str, Any]:
-        """What this replica runs, or ``{"error": ...}`` when its model could not be loaded."""
+    def ready(self) -> ReplicaInfo:
+        """What this replica runs, or a ``ReplicaInfo`` with ``error`` when its model could not be loaded."""
         if self.init_error is not None:
-            return {"error": self.init_error}
-        return self.description
+            return ReplicaInfo(error=self.init_error)
+        return self.info
 
     def stats(self) -> InferenceStats:
         return InferenceStats(pid=os.getpid(), batches=self.batches, frames=self.frames, seconds=dict(self.clock.seconds))

@@ -33,7 +33,7 @@ from actors.source import SourceWorker
 from pipeline.config import PipelineConfig, StreamConfig
 from pipeline.errors import InferenceError, SinkError
 from pipeline.messages import StreamStatus
-from pipeline.stats import DispatcherStats, OutputStats, RestartRecord, SourceStats
+from pipeline.stats import DispatcherStats, OutputStats, ReplicaInfo, RestartRecord, SourceStats
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Supervisor:
         self.dispatcher: Watched | None = None
         self.dispatcher_stats: DispatcherStats | None = None
         self.restarts: list[RestartRecord] = []
-        self.model_description: dict[str, Any] = {}
+        self.replica_infos: list[ReplicaInfo] = []
 
     # ---- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,10 +118,10 @@ class Supervisor:
         ]
         self.replicas = [Watched(f"inference[{i}]", None, h) for i, h in enumerate(handles)]
         ready = ray.get([h.ready.remote() for h in handles], timeout=_READY_TIMEOUT_S)
-        errors = sorted({r["error"] for r in ready if "error" in r})
+        errors = sorted({r.error for r in ready if r.error is not None})
         if errors:
             raise InferenceError("; ".join(errors))
-        self.model_description = ready[0]
+        self.replica_infos = ready
         dispatcher = ray.remote(Dispatcher).options(**self._options(num_cpus=0, name=self.names.dispatcher())).remote(
             inference, self.config.supervision, names=self.names
         )

@@ -39,6 +39,7 @@ from pipeline.naming import (
     url_scheme,
     weights_is_path,
 )
+from pipeline.precision import ChannelsLastSetting, PrecisionSetting
 from pipeline.tracker_params import TRACKING_BOUNDS, score_order_problems
 
 # A pipeline config is a few kilobytes (the shipped one: 7 KiB; a thousand streams: about 100 KiB);
@@ -181,10 +182,12 @@ class ModelConfig(_Section):
     max_detections: int = Field(default=100, ge=1, le=1000)
     # auto: cuda when the actor has a GPU, else cpu.
     device: str = "auto"
-    # Arithmetic of the forward pass: fp32, or fp16/bf16 autocast (fp16 needs a GPU; bf16 also speeds up CPUs).
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    # Run the convolutions in channels-last (NHWC) memory layout: faster with bf16/fp16 on GPUs and on CPUs.
-    channels_last: bool = False
+    # Arithmetic of the forward pass: auto, fp32, or fp16/bf16 autocast. auto (pipeline.precision has the
+    # rule): bf16 on GPUs that compute it natively, else fp16; bf16 on CPUs with AMX or AVX-512 BF16, else
+    # fp32 (emulated bf16 is slower than fp32). The start line says what auto chose and why.
+    precision: PrecisionSetting = "auto"
+    # Convolutions in channels-last (NHWC) layout; auto: on with bf16/fp16 (where it pays), off with fp32.
+    channels_last: ChannelsLastSetting = "auto"
     # torch.compile the backbone (with CUDA graphs on a GPU). Each new batch shape compiles once (tens of
     # seconds); off by default because a camera fleet of mixed sizes would compile many shapes.
     compile_backbone: bool = False
@@ -200,6 +203,8 @@ class ModelConfig(_Section):
     def _sizes(self) -> "ModelConfig":
         if self.min_size is not None and self.max_size is not None and self.max_size < self.min_size:
             raise ValueError(f"max_size ({self.max_size}) must be >= min_size ({self.min_size})")
+        if self.precision == "fp16" and self.device.strip().lower() == "cpu":
+            raise ValueError("precision fp16 is not supported on the CPU (device: cpu); use bf16, fp32 or auto")
         if self.class_names is not None and len(self.class_names) < 2:
             raise ValueError("class_names must list the background first and at least one class")
         return self

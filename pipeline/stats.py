@@ -200,6 +200,25 @@ class DispatcherStats:
 
 
 @dataclass(frozen=True)
+class ReplicaInfo:
+    """What one inference replica runs (shown at start), or why it could not load its model (``error``).
+
+    ``precision``: the chosen precision and layout with the reason (``PrecisionChoice.describe()``), e.g.
+    ``bf16 + channels-last (auto: the CPU computes bf16 natively: AMX tiles; ...)``.
+    """
+
+    arch: str = ""
+    weights: str = ""
+    classes: int = 0
+    device: str = ""
+    precision: str = ""
+    error: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.arch} on {self.device} ({self.weights}, {self.classes} classes), {self.precision}"
+
+
+@dataclass(frozen=True)
 class InferenceStats:
     pid: int
     batches: int

@@ -6,7 +6,8 @@ torch, torchvision and numpy (no ray, av, redis, pydantic or pycocotools): COCO 
 """
 
 from pipeline.engine.adapter import detections_from_torchvision
-from pipeline.engine.engine import InferenceEngine, Precision, resolve_device
+from pipeline.engine.engine import InferenceEngine, resolve_device
+from pipeline.precision import Precision
 from pipeline.engine.rle import encode_masks, rle_string
 
 __all__ = [

@@ -57,11 +57,12 @@ from pipeline.errors import ConfigError, InferenceError, MaskstreamError
 from pipeline.frames import Yuv420Frame
 from pipeline.model.builders import ARCHS
 from pipeline.model.loading import load_model
+from pipeline.precision import PRECISION_SETTINGS, ChannelsLastSetting
 
 SCHEMA_VERSION = 1
 DEFAULT_ARCH = "maskrcnn_resnet50_fpn"
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # the default rows; --precisions also takes auto (pipeline.precision)
 
 
 @dataclass(frozen=True)
@@ -195,9 +196,10 @@ class NaivePath:
 class Row:
     mode: str
     path: str  # "naive" or "engine"
-    precision: str
+    precision: str  # what the engine ran in (auto resolved)
     batch_size: int
     channels_last: bool = False
+    requested: str = ""  # the --precisions value of the row when it differs from precision (auto)
     compiled: bool = False  # the engine's backbone ran through torch.compile
     transfer: str = "rgb"  # the frames the engine gets: "rgb" (H, W, 3) arrays or "yuv420" planes (Yuv420Frame)
     batches: int = 0  # timed calls
@@ -293,7 +295,7 @@ class Settings:
     modes: list[str]
     device: str
     threads: int | None
-    channels_last: bool
+    channels_last: ChannelsLastSetting
     compile_backbone: bool
     transfers: list[str]
     mask_threshold: float
@@ -346,7 +348,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         modes=list(MODES) if args.instances == "both" else [args.instances],
         device=args.device,
         threads=args.threads,
-        channels_last=bool(args.channels_last),
+        channels_last=args.channels_last,
         compile_backbone=bool(args.compile_backbone),
         transfers=transfers,
         mask_threshold=float(args.mask_threshold),
@@ -455,13 +457,20 @@ def run_benchmark(s: Settings, *, log: Callable[[str], None] = print) -> dict[st
             except (InferenceError, RuntimeError) as exc:
                 for b in s.batch_sizes:
                     row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
-                              channels_last=s.channels_last, compiled=s.compile_backbone, error=_row_error(exc))
+                              channels_last=s.channels_last is True, compiled=s.compile_backbone, error=_row_error(exc))
                     rows.append(row)
                     log(_progress(row))
                 continue
+            choice = engine.choice
+            if "auto" in (precision, s.channels_last):
+                note = f"{precision} / channels-last {s.channels_last}: {choice.describe()}"
+                if note not in notes:
+                    notes.append(note)
+                    log("  " + note)
             for transfer, b in itertools.product(s.transfers, s.batch_sizes):
-                row = Row(mode=mode.name, path="engine", precision=precision, batch_size=b,
-                          channels_last=s.channels_last, compiled=s.compile_backbone, transfer=transfer)
+                row = Row(mode=mode.name, path="engine", precision=choice.precision, batch_size=b,
+                          channels_last=choice.channels_last, compiled=s.compile_backbone, transfer=transfer,
+                          requested=precision if precision != choice.precision else "")
                 try:
                     measure(row, lambda batch, path=engine: [len(d) for d in path.infer(batch)],
                             engine_frames[transfer], iters=s.iters, warmup=s.warmup, device=device)
@@ -533,12 +542,18 @@ def _path_label(row: dict[str, Any]) -> str:
     return label + (" (NHWC)" if row["channels_last"] else "")
 
 
+def _precision_label(row: dict[str, Any]) -> str:
+    """``bf16``, or ``auto=bf16`` for a row that asked for auto."""
+    requested = row.get("requested") or ""
+    return f"{requested}={row['precision']}" if requested else row["precision"]
+
+
 def table_cells(row: dict[str, Any]) -> list[str]:
     if row["error"]:
-        return [row["mode"], _path_label(row), row["precision"], str(row["batch_size"]),
+        return [row["mode"], _path_label(row), _precision_label(row), str(row["batch_size"]),
                 "error: " + row["error"][:60], "", "", "", "", ""]
     return [
-        row["mode"], _path_label(row), row["precision"], str(row["batch_size"]),
+        row["mode"], _path_label(row), _precision_label(row), str(row["batch_size"]),
         _fmt(row["fps"], ".2f"), _fmt(row["p50_ms"], ".1f"), _fmt(row["p99_ms"], ".1f"),
         _fmt(row["peak_gpu_mib"], ".0f"), _fmt(row["instances_per_frame"], ".1f"),
         _fmt(row["ratio_to_naive"], ".2f"),
@@ -611,17 +626,18 @@ def write_chart(report: dict[str, Any], path: Path) -> bool:
     env, st = report["environment"], report["settings"]
     for ax, mode in zip(axes, modes):
         naive = next((r for r in rows if r["mode"] == mode and r["path"] == "naive"), None)
-        lines = dict.fromkeys((r["precision"], r.get("transfer", "rgb")) for r in rows if r["path"] == "engine")
-        for k, (precision, transfer) in enumerate(lines):
+        lines = dict.fromkeys((_precision_label(r), r.get("transfer", "rgb"), r["channels_last"])
+                              for r in rows if r["path"] == "engine")
+        for k, (precision, transfer, nhwc) in enumerate(lines):
             pts = sorted((r["batch_size"], r["fps"], r["ratio_to_naive"]) for r in rows
-                         if r["mode"] == mode and r["path"] == "engine" and r["precision"] == precision
-                         and r.get("transfer", "rgb") == transfer)
+                         if r["mode"] == mode and r["path"] == "engine" and _precision_label(r) == precision
+                         and r.get("transfer", "rgb") == transfer and r["channels_last"] == nhwc)
             if not pts:
                 continue
             xs, ys, ratios = zip(*pts)
             label = f"engine {precision}" + ("" if transfer == "rgb" else f" {transfer}")
             label += " compiled" if st.get("compile_backbone") else ""
-            ax.plot(xs, ys, marker="o", label=label + (" NHWC" if st["channels_last"] else ""))
+            ax.plot(xs, ys, marker="o", label=label + (" NHWC" if nhwc else ""))
             for x, y, ratio in zip(xs, ys, ratios):
                 if ratio is not None:
                     ax.annotate(f"{ratio:.1f}x", (x, y), textcoords="offset points",  # x naive; alternately above/below
@@ -686,9 +702,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, help="distinct frames, generated deterministically (default: %(default)s)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="B",
                    help="engine batch sizes (default: %(default)s)")
-    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
-                   help="engine precisions (default: %(default)s; fp16 is skipped on the CPU)")
-    p.add_argument("--channels-last", action="store_true", help="run the engine's backbone in NHWC")
+    p.add_argument("--precisions", nargs="+", choices=PRECISION_SETTINGS, default=list(PRECISIONS),
+                   help="engine precisions (default: %(default)s; fp16 is skipped on the CPU; auto: what "
+                        "model.precision: auto chooses on this device, the shipped default)")
+    p.add_argument("--channels-last", nargs="?", type=_layout, const=True, default=False, metavar="auto|true|false",
+                   help="run the engine's backbone in NHWC (--channels-last alone: true; auto: on with bf16/fp16, "
+                        "the shipped default; default: false)")
     p.add_argument("--compile-backbone", action="store_true",
                    help="torch.compile the engine's backbone (CUDA graphs on a GPU); --warmup >= 1 keeps the "
                         "compilation out of the timings")
@@ -709,6 +728,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the frames and of random weights (default: %(default)s)")
 
 
+def _layout(text: str) -> ChannelsLastSetting:
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"--channels-last takes auto, true or false, got {text!r}")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
@@ -727,8 +757,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _progress(row: Row) -> str:
     if row.error:
-        return f"  {row.mode:9s} {_path_label(asdict(row)):6s} {row.precision} batch {row.batch_size:3d}: error: {row.error}"
-    return (f"  {row.mode:9s} {_path_label(asdict(row)):6s} {row.precision} batch {row.batch_size:3d}: {row.fps:8.2f} frames/s, "
+        return f"  {row.mode:9s} {_path_label(asdict(row)):6s} {_precision_label(asdict(row))} batch {row.batch_size:3d}: error: {row.error}"
+    return (f"  {row.mode:9s} {_path_label(asdict(row)):6s} {_precision_label(asdict(row))} batch {row.batch_size:3d}: {row.fps:8.2f} frames/s, "
             f"p50 {row.p50_ms:.1f} ms, {row.instances_per_frame:.1f} instances/frame")
 
 

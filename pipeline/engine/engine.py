@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,8 +38,8 @@ from pipeline.engine.preprocess import Preprocessor
 from pipeline.errors import InferenceError
 from pipeline.frames import Pixels
 from pipeline.messages import Detections
+from pipeline.precision import ChannelsLastSetting, Precision, PrecisionChoice, PrecisionSetting, probe_capabilities, resolve_precision
 
-Precision = Literal["fp32", "fp16", "bf16"]
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -98,7 +98,9 @@ class InferenceEngine:
 
     ``class_names[label]`` names label ``label`` (index 0 is the background). ``mask_threshold``:
     a pixel is in the mask when its probability is ``> mask_threshold``. ``channels_last`` runs the
-    backbone in NHWC (faster convolutions on tensor cores). The engine owns ``model``: it is moved
+    backbone in NHWC (faster convolutions on tensor cores). ``precision`` and ``channels_last`` may be
+    ``"auto"``: :func:`pipeline.precision.resolve_precision` decides from the device's capabilities, and
+    ``self.choice`` says what it chose and why. The engine owns ``model``: it is moved
     to ``device``, put in eval mode and, for fp16/bf16, given fp32-output hooks (see the module docstring).
     """
 
@@ -108,14 +110,12 @@ class InferenceEngine:
         class_names: Sequence[str],
         *,
         device: str | torch.device = "cpu",
-        precision: Precision = "fp32",
+        precision: PrecisionSetting = "fp32",
         mask_threshold: float = 0.5,
-        channels_last: bool = False,
+        channels_last: ChannelsLastSetting = False,
         max_paste_elements: int = DEFAULT_MAX_ELEMENTS,
         compile_backbone: bool = False,
     ) -> None:
-        if precision not in get_args(Precision):
-            raise InferenceError(f"precision {precision!r} is not one of {', '.join(get_args(Precision))}")
         if not 0.0 <= float(mask_threshold) < 1.0:
             raise InferenceError(f"mask_threshold must be in [0, 1), got {mask_threshold!r}")
         if not all(hasattr(model, name) for name in ("transform", "backbone", "rpn", "roi_heads")):
@@ -123,9 +123,8 @@ class InferenceEngine:
         if not getattr(model.roi_heads, "has_mask", lambda: False)():
             raise InferenceError("model has no mask head (a Faster R-CNN?); maskstream needs a Mask R-CNN")
         self.device = resolve_device(device)
-        self.precision: Precision = precision
-        if precision == "fp16" and self.device.type == "cpu":
-            raise InferenceError("precision fp16 is not supported on the CPU; use bf16 or fp32 (or a CUDA device)")
+        self.choice: PrecisionChoice = resolve_precision(precision, channels_last, probe_capabilities(self.device))
+        self.precision: Precision = self.choice.precision
         self.class_names = tuple(str(n) for n in class_names)
         num_classes = _num_classes(model)
         if num_classes is not None and num_classes != len(self.class_names):
@@ -134,7 +133,7 @@ class InferenceEngine:
                 "class_names were given"
             )
         self.mask_threshold = float(mask_threshold)
-        self.channels_last = bool(channels_last)
+        self.channels_last = self.choice.channels_last
         self.max_paste_elements = int(max_paste_elements)
         try:
             self.model = model.eval().to(self.device)
@@ -143,7 +142,7 @@ class InferenceEngine:
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             raise InferenceError(f"cannot move the model to {self.device}: {exc}") from exc
         self._hooks: list[Any] = []
-        if precision != "fp32":
+        if self.precision != "fp32":
             self._install_fp32_hooks()
         self._preprocess = Preprocessor(self.device)
         self.compile_backbone = bool(compile_backbone)

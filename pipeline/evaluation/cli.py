@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from pipeline.errors import ConfigError
+from pipeline.precision import PRECISION_SETTINGS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "shapes.pt"
 # The tracking thresholds suit a detector's score calibration; the shipped config's are tuned for the shipped model.
@@ -49,7 +50,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
     p.add_argument("--max-detections", type=int, default=100, help="instances per frame at most (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: %(default)s)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=PRECISION_SETTINGS, default="auto",
+                   help="the model's precision (default: %(default)s, the shipped default; channels-last follows "
+                        "model.channels_last: auto). When it is not fp32, the model-alone AP is also measured in fp32 "
+                        "on the same frames and the difference is a target")
     p.add_argument("--batch-size", type=int, default=4, help="frames per engine call (default: %(default)s)")
     p.add_argument("--tracker-clips", type=int, default=4, help="clips for the tracker part (default: %(default)s)")
     p.add_argument("--tracker-frames", type=int, default=150, help="frames per tracker clip (default: %(default)s)")
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                      "video_frames": args.video_frames, "tracker_clips": args.tracker_clips,
                      "tracker_frames": args.tracker_frames, "seed": args.seed,
                      "tracking_config": args.tracking_config, "tracking": tracking},
-        "model": None, "pipeline": None, "tracker": None,
+        "model": None, "model_fp32": None, "pipeline": None, "tracker": None,
     }
     timings: dict[str, float] = {}
     engine = None
@@ -127,9 +131,20 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.evaluation.model_ap import evaluate_model
 
         t0 = time.monotonic()
-        console.print(f"model: {args.frames} held-out frames ...", highlight=False)
+        console.print(f"model: {args.frames} held-out frames in {engine.choice.describe()} ...", highlight=False)
         report["model"] = evaluate_model(engine, args.frames, batch_size=args.batch_size)
+        report["model"]["precision"] = engine.choice.describe()
         timings["model_s"] = time.monotonic() - t0
+        if engine.precision != "fp32":
+            from dataclasses import replace
+
+            t0 = time.monotonic()
+            console.print(f"model: the same {args.frames} frames in fp32, for comparison ...", highlight=False)
+            reference = build_engine(replace(settings, precision="fp32", channels_last=False))
+            report["model_fp32"] = evaluate_model(reference, args.frames, batch_size=args.batch_size)
+            report["model_fp32"]["precision"] = reference.choice.describe()
+            reference.close()
+            timings["model_fp32_s"] = time.monotonic() - t0
 
     if not args.skip_pipeline:
         from pipeline.evaluation import pipeline_eval as pe

@@ -47,7 +47,8 @@ class EngineSettings:
     mask_threshold: float = 0.5
     max_detections: int = 100
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # the shipped default: pipeline.precision resolves it on the device
+    channels_last: bool | str = "auto"
 
     def model_section(self) -> dict[str, Any]:
         """The ``model:`` section of a pipeline config with the same settings."""
@@ -62,6 +63,7 @@ class EngineSettings:
             "max_detections": self.max_detections,
             "device": self.device,
             "precision": self.precision,
+            "channels_last": self.channels_last,
         }
 
 
@@ -80,7 +82,7 @@ def build_engine(settings: EngineSettings) -> Any:
         max_detections=settings.max_detections,
     )
     return InferenceEngine(loaded.model, loaded.class_names, device=settings.device, precision=settings.precision,
-                           mask_threshold=settings.mask_threshold)
+                           mask_threshold=settings.mask_threshold, channels_last=settings.channels_last)
 
 
 CLIP_FRAMES = 60

@@ -1,6 +1,6 @@
 """The evaluation report: targets with PASS/FAIL, JSON, a PNG chart and rich tables.
 
-A report is a plain dict: ``{"settings", "model", "pipeline", "tracker", "targets"}``, each section
+A report is a plain dict: ``{"settings", "model", "model_fp32", "pipeline", "tracker", "targets"}``, each section
 ``None`` when skipped (see :mod:`model_ap`, :mod:`pipeline_eval`, :mod:`tracker_eval` for their
 contents). :func:`check_targets` fills ``targets``.
 """
@@ -18,6 +18,8 @@ from rich.table import Table
 MODEL_MASK_AP_TARGET = 0.80
 PIPELINE_AP_TOLERANCE = 0.01
 PIPELINE_IDF1_TARGET = 0.90
+# precision: auto must not move accuracy: its mask AP within this of fp32's on the same frames (issue "Speed").
+PRECISION_AP_TOLERANCE = 0.005
 PIPELINE_MOTA_TARGET = 0.90
 
 
@@ -40,6 +42,11 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     ap = _get(report, "model", "segm", "AP")
     targets.append(_target("model mask AP@[.5:.95] (held-out frames)", ap, f">= {MODEL_MASK_AP_TARGET:.2f}",
                            None if report.get("model") is None else (ap is not None and ap >= MODEL_MASK_AP_TARGET)))
+    reference = _get(report, "model_fp32", "segm", "AP")
+    if reference is not None and ap is not None:
+        chosen = str(_get(report, "model", "precision") or "").split(" ")[0]
+        targets.append(_target(f"model mask AP in {chosen} - in fp32 (same frames)", ap - reference,
+                               f"|d| <= {PRECISION_AP_TOLERANCE}", abs(ap - reference) <= PRECISION_AP_TOLERANCE + 1e-12))
     pipe = report.get("pipeline")
     for iou_type, label in (("segm", "mask"), ("bbox", "box")):
         diff = _get(pipe, "ap_difference", iou_type, "AP")
@@ -106,6 +113,7 @@ def write_chart(report: dict[str, Any], path: Path) -> Path:
     ax = axes[0]
     metrics = [("segm", "AP"), ("segm", "AP50"), ("segm", "AP75"), ("bbox", "AP"), ("bbox", "AP50"), ("bbox", "AP75")]
     series = [("model, held-out frames", report.get("model")),
+              ("model in fp32, held-out frames", report.get("model_fp32")),
               ("model, pipeline's frames", _get(report, "pipeline", "model_same_frames")),
               ("pipeline", _get(report, "pipeline", "pipeline"))]
     series = [(n, s) for n, s in series if s is not None]
@@ -184,7 +192,12 @@ def render(report: dict[str, Any], console: Console) -> None:
             t.add_column(name, justify="right")
         rows = []
         if model is not None:
-            rows.append(("model, held-out frames", model.get("frames"), model))
+            chosen = model.get("precision", "")
+            rows.append((f"model, held-out frames ({chosen.split(' (')[0]})" if chosen else "model, held-out frames",
+                         model.get("frames"), model))
+        reference = report.get("model_fp32")
+        if reference is not None:
+            rows.append(("model, held-out frames (fp32)", reference.get("frames"), reference))
         if pipe is not None:
             if "model_same_frames" in pipe:
                 rows.append(("model, pipeline's frames", pipe["frames"], pipe["model_same_frames"]))

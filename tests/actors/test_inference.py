@@ -50,6 +50,18 @@ def test_unloadable_weights_are_reported_not_raised(ray_session: None, tmp_path)
     missing = tmp_path / "nope.pt"
     worker = InferenceWorker(model_config(weights=str(missing)))
     ready = worker.ready()
-    assert "error" in ready and str(missing) in ready["error"]
+    assert ready.error is not None and str(missing) in ready.error
     results = worker.infer([meta(0, 8, 8)], [ray.put(np.zeros((8, 8, 3), np.uint8))])
-    assert results[0].error == ready["error"]
+    assert results[0].error == ready.error
+
+
+def test_ready_says_what_auto_chose_and_why() -> None:
+    from pipeline.precision import probe_capabilities, resolve_precision
+    import torch
+
+    info = InferenceWorker(model_config()).ready()  # precision and channels_last: auto (the defaults)
+    expected = resolve_precision("auto", "auto", probe_capabilities(torch.device("cpu")))
+    assert info.error is None and info.device == "cpu" and info.precision == expected.describe()
+    assert info.describe() == f"maskrcnn_compact on cpu (random, 3 classes), {expected.describe()}"
+    forced = InferenceWorker(model_config(precision="fp32", channels_last=False)).ready()
+    assert forced.precision == "fp32 (as set)"

@@ -331,3 +331,18 @@ def test_the_shipped_config_lists_every_key() -> None:
 
     missing = [k for k in keys(PipelineConfig) if f"{k}:" not in text]
     assert missing == [], f"pipeline.yaml does not document {missing}"
+
+
+def test_precision_and_layout_default_to_auto_and_take_forced_values() -> None:
+    model = parse_config({"streams": [{"id": "a", "url": "x"}]}).model
+    assert (model.precision, model.channels_last) == ("auto", "auto")
+    shipped = load_config(REPO / "pipeline.yaml").model
+    assert (shipped.precision, shipped.channels_last) == ("auto", "auto")
+    forced = parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"precision": "bf16", "channels_last": True}})
+    assert (forced.model.precision, forced.model.channels_last) == ("bf16", True)
+    with pytest.raises(ConfigError, match=r"model: .*precision fp16 is not supported on the CPU \(device: cpu\)"):
+        parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"precision": "fp16", "device": "cpu"}})
+    with pytest.raises(ConfigError, match=r"model\.precision: 'fp8' is not valid"):
+        parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"precision": "fp8"}})
+    with pytest.raises(ConfigError, match=r"model\.channels_last"):
+        parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"channels_last": "sometimes"}})

@@ -228,3 +228,19 @@ def test_compiled_backbone_gives_the_eager_detections(compact_model: torch.nn.Mo
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
         for ma, mb in zip(a.masks, b.masks):
             assert mask_iou(*(mask_utils.decode(m.to_coco()).astype(bool) for m in (ma, mb))) >= 0.98
+
+
+def test_auto_precision_runs_what_the_rule_chooses_for_this_cpu(compact_model: torch.nn.Module) -> None:
+    import copy
+
+    from pipeline.precision import probe_capabilities, resolve_precision
+
+    # a copy: channels-last changes the backbone's weights' layout in place
+    engine = InferenceEngine(copy.deepcopy(compact_model), names(5), precision="auto", channels_last="auto")
+    try:
+        expected = resolve_precision("auto", "auto", probe_capabilities(torch.device("cpu")))
+        assert engine.choice == expected
+        assert (engine.precision, engine.channels_last) == (expected.precision, expected.channels_last)
+        assert len(engine.infer(frames(seed=3))) == len(frames(seed=3))
+    finally:
+        engine.close()

@@ -101,3 +101,37 @@ def test_eval_is_registered_with_maskstream() -> None:
 
     args = cli.build_parser().parse_args(["eval", "--out", "x", "--frames", "8", "--skip-pipeline"])
     assert (args.frames, args.skip_pipeline, args.arch, args.score_threshold) == (8, True, "maskrcnn_compact", 0.05)
+
+
+@pytest.mark.parametrize(("fp32_ap", "status"), [(0.853, "PASS"), (0.86, "FAIL")])
+def test_auto_precision_is_held_to_fp32s_ap(fp32_ap: float, status: str) -> None:
+    report = full_report()
+    report["model"]["precision"] = "bf16 + channels-last (auto: ...)"
+    report["model_fp32"] = {"frames": 10, "precision": "fp32 (as set)", **ap(fp32_ap)}
+    targets = {t["name"]: t for t in rep.finalize(report)["targets"]}
+    target = targets["model mask AP in bf16 - in fp32 (same frames)"]
+    assert target["status"] == status and target["value"] == pytest.approx(0.85 - fp32_ap)
+    console = Console(record=True, width=200)
+    rep.render(report, console)
+    text = console.export_text()
+    assert "model, held-out frames (bf16 + channels-last)" in text and "model, held-out frames (fp32)" in text
+
+
+def test_eval_command_reports_the_chosen_precision_beside_fp32(tmp_path: Path) -> None:
+    import torch
+
+    from pipeline.precision import probe_capabilities, resolve_precision
+
+    args = parse(["eval", "--weights", "none", "--frames", "2", "--skip-pipeline", "--skip-tracker",
+                  "--out", str(tmp_path)])
+    assert args.precision == "auto"
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    chosen = resolve_precision("auto", "auto", probe_capabilities(torch.device("cpu")))
+    assert report["model"]["precision"] == chosen.describe()
+    if chosen.precision == "fp32":
+        assert report["model_fp32"] is None
+    else:
+        assert report["model_fp32"]["precision"] == "fp32 (as set)" and report["model_fp32"]["frames"] == 2
+        names = [t["name"] for t in report["targets"]]
+        assert f"model mask AP in {chosen.precision} - in fp32 (same frames)" in names
