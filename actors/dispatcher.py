@@ -1,8 +1,12 @@
 """The dispatcher: batches frames across all streams onto the pool of inference actors.
 
-An asyncio actor. ``submit`` queues one frame and returns at once with the dispatcher's
-incarnation (a source that sees it change knows the frames it sent before are lost and sends
-them again; each source's replay window bounds its frames in flight). A batch fires at
+An asyncio actor. ``submit`` queues one frame and returns, with the dispatcher's incarnation, once
+the frame's result was handed to its output (a source that sees the incarnation change knows the
+frames it sent before are lost and sends them again; each source's replay window bounds its frames
+in flight, and sources do not wait for each reply). The dispatcher holds a frame's reference only
+while that ``submit`` call runs, never after it: Ray keeps about half a kilobyte in the frame's owner
+(the source) for every object a callee still holds when its call returns, which over days of frames
+is a leak (docs/bench/soak.md). A batch fires at
 ``max_batch_size`` frames or after ``max_wait_ms``, on the replica with the fewest batches in
 flight (at most ``max_batches_in_flight`` each). A batch whose replica died is run again on
 another one (``supervision.max_batch_retries``); a batch the model fails on gives every frame
@@ -36,10 +40,11 @@ _RETRY_DELAY_S = 0.5
 _MAX_RETRY_DELAY_S = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Pending:
     meta: FrameMeta
     frame_ref: Any
+    done: asyncio.Future[None]  # resolved once the frame's result was handed on (or failed): submit returns
 
 
 class Dispatcher:
@@ -68,10 +73,12 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, meta: FrameMeta, frame_ref: list[Any]) -> str:
-        """Queue one frame for a batch; returns this dispatcher's incarnation."""
+        """Queue one frame for a batch; returns this dispatcher's incarnation once its result was handed on."""
         self.submits += 1
-        self.accumulator.add(_Pending(meta, frame_ref[0]), time.monotonic())
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.accumulator.add(_Pending(meta, frame_ref.pop(), done), time.monotonic())
         self._ensure_loop().set()
+        await done
         return self.incarnation_id
 
     async def incarnation(self) -> str:
@@ -129,14 +136,23 @@ class Dispatcher:
     async def _run_batch(self, replica: int, batch: list[_Pending]) -> None:
         metas = [p.meta for p in batch]
         refs = [p.frame_ref for p in batch]
+        done = [p.done for p in batch]
+        for pending in batch:
+            pending.frame_ref = None
         try:
-            results, replica = await self._infer_with_retries(replica, metas, refs)
+            try:
+                results, replica = await self._infer_with_retries(replica, metas, refs)
+            finally:
+                self.in_flight_batches[replica] -= 1
+                self.batch_sizes.append(len(batch))
+                if self._wake is not None:
+                    self._wake.set()
+            await self._deliver(results, refs)
         finally:
-            self.in_flight_batches[replica] -= 1
-            self.batch_sizes.append(len(batch))
-            if self._wake is not None:
-                self._wake.set()
-        await self._deliver(results, refs)
+            refs.clear()  # no reference left here when the submits return (see the module docstring)
+            for future in done:
+                if not future.done():
+                    future.set_result(None)
 
     async def _infer_with_retries(self, replica: int, metas: list[FrameMeta],
                                   refs: list[Any]) -> tuple[list[FrameResult | None], int]:

@@ -78,6 +78,7 @@ class SourceWorker:
         self._last_index = -1
         self.output_incarnation: str | None = None
         self.dispatcher_incarnation: str | None = None
+        self._replies: list[Any] = []  # replies of submits not read yet (see _read_replies)
         self._stop = threading.Event()
         self.decoded = 0
         self.submitted = 0
@@ -257,26 +258,39 @@ class SourceWorker:
         self._send([(meta, ref)])
 
     def _send(self, frames: list[tuple[FrameMeta, Any]]) -> None:
-        """Submit frames to the dispatcher, stamped with the current epoch; a dispatcher that changed
-        incarnation gets the whole window again."""
+        """Submit frames to the dispatcher, stamped with the current epoch, without waiting for the replies
+        (a submit returns when the frame's result was handed on: :meth:`_read_replies` reads them)."""
         if self.attached is None:
             return
         epoch = self.attached.epoch
         for meta, ref in frames:
-            try:
-                incarnation = ray.get(
-                    self.dispatcher.submit.options(enable_task_events=False).remote(
-                        dataclasses.replace(meta, epoch=epoch), [ref]
-                    ),
-                    timeout=_CALL_TIMEOUT_S,
-                )
-            except (ray.exceptions.RayError, TimeoutError):
-                return  # restarting: the probe sends the window again once it answers
-            if self.dispatcher_incarnation is None:
-                self.dispatcher_incarnation = incarnation
-            elif incarnation != self.dispatcher_incarnation:
-                self.dispatcher_incarnation = incarnation
+            self._replies.append(self.dispatcher.submit.options(enable_task_events=False).remote(
+                dataclasses.replace(meta, epoch=epoch), [ref]))
+        self._read_replies()
+
+    def _read_replies(self) -> None:
+        """Read the submits' replies that came (the dispatcher's incarnation; an error while it restarts, which
+        the probe handles); a changed incarnation sends the window again. Waits only while more replies are
+        outstanding than two windows (a resend after a restart)."""
+        while self._replies:
+            too_many = len(self._replies) > 2 * self.window.capacity
+            ready, self._replies = ray.wait(self._replies, num_returns=1 if too_many else len(self._replies),
+                                            timeout=_CALL_TIMEOUT_S if too_many else 0)
+            changed = False
+            for reply in ready:
+                try:
+                    incarnation = ray.get(reply)
+                except ray.exceptions.RayError:
+                    continue  # the dispatcher died or restarts: the probe sees its new incarnation
+                if self.dispatcher_incarnation is None:
+                    self.dispatcher_incarnation = incarnation
+                elif incarnation != self.dispatcher_incarnation:
+                    self.dispatcher_incarnation = incarnation
+                    changed = True
+            if changed:
                 self._resend()
+                return
+            if not too_many:
                 return
 
     def _wait_for_room(self) -> None:
@@ -292,9 +306,10 @@ class SourceWorker:
                     return
                 before = self.window.acked
                 self._window_changed.wait(self.probe_interval_s)
-                if self.window.acked != before or done():
-                    continue
-            self._probe()
+                acked = self.window.acked != before or done()
+            self._read_replies()
+            if not acked:
+                self._probe()
 
     def _finish(self) -> None:
         """Wait until every frame is published (probing), then have the output write the end message."""

@@ -122,9 +122,12 @@ class Supervisor:
         if errors:
             raise InferenceError("; ".join(errors))
         self.replica_infos = ready
-        dispatcher = ray.remote(Dispatcher).options(**self._options(num_cpus=0, name=self.names.dispatcher())).remote(
-            inference, self.config.supervision, names=self.names
-        )
+        # Every frame in flight is one submit call running in the dispatcher (it returns once the frame's result
+        # is handed on): room for every stream's whole window twice (a resend after a restart), and Ray's default.
+        in_flight = len(self.config.streams) * self.config.backpressure.max_in_flight_per_stream
+        dispatcher = ray.remote(Dispatcher).options(**self._options(
+            num_cpus=0, name=self.names.dispatcher(), max_concurrency=max(1000, 2 * in_flight + 100),
+        )).remote(inference, self.config.supervision, names=self.names)
         self.dispatcher = Watched("dispatcher", None, dispatcher)
 
     def _start_output(self, stream: StreamConfig) -> Any:
