@@ -10,6 +10,7 @@ import ray
 
 from pipeline.config import ModelConfig
 from pipeline.errors import MaskstreamError
+from pipeline.naming import BENCHMARK_ARCH
 from pipeline.messages import FrameMeta, FrameResult, instances_from_detections
 from pipeline.stats import InferenceStats, ReplicaInfo, StageClock
 
@@ -35,6 +36,9 @@ class InferenceWorker:
         from pipeline.engine import InferenceEngine
         from pipeline.model import load_model
 
+        if model.arch == BENCHMARK_ARCH:  # maskstream bench-pipeline only (parse_config refuses it elsewhere)
+            self._load_benchmark_engine(model)
+            return
         loaded = load_model(
             model.arch,
             model.weights,
@@ -55,6 +59,14 @@ class InferenceWorker:
         )
         self.info = ReplicaInfo(arch=loaded.arch, weights=loaded.source, classes=len(loaded.class_names),
                                 device=str(self.engine.device), precision=self.engine.choice.describe())
+
+    def _load_benchmark_engine(self, model: ModelConfig) -> None:
+        from pipeline.engine.fixed import FixedDetectionsEngine
+
+        names = model.class_names or ["background", "object"]
+        self.engine = FixedDetectionsEngine(names, instances=model.max_detections)
+        self.info = ReplicaInfo(arch=BENCHMARK_ARCH, weights="no model: fixed detections", classes=len(names),
+                                device="cpu", precision=self.engine.choice.describe())
 
     def ready(self) -> ReplicaInfo:
         """What this replica runs, or a ``ReplicaInfo`` with ``error`` when its model could not be loaded."""

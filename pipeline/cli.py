@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add a subcommand through a register(commands) function.
-_SUBCOMMAND_MODULES = ("pipeline.scenes.cli", "pipeline.engine.cli", "pipeline.training.cli", "pipeline.evaluation.cli")
+_SUBCOMMAND_MODULES = (
+    "pipeline.scenes.cli", "pipeline.engine.cli", "pipeline.benchmark.cli", "pipeline.training.cli", "pipeline.evaluation.cli"
+)
 
 
 def _subcommand_modules() -> list[Callable[[argparse._SubParsersAction], None]]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import ConfigError
 from pipeline.naming import (
+    BENCHMARK_ARCH,
     STREAM_ID_RULE,
     SUPPORTED_SCHEMES,
     is_valid_stream_id,
@@ -163,7 +164,10 @@ class StreamConfig(_Section):
 
 class ModelConfig(_Section):
     # maskrcnn_resnet50_fpn_v2 / maskrcnn_resnet50_fpn (torchvision, COCO), or maskrcnn_compact (ResNet-18, small and fast).
-    arch: Literal["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "maskrcnn_compact"] = "maskrcnn_resnet50_fpn_v2"
+    # benchmark_fixed: the benchmark-only engine (fixed detections, no model), refused outside `maskstream bench-pipeline`.
+    arch: Literal["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "maskrcnn_compact", "benchmark_fixed"] = (
+        "maskrcnn_resnet50_fpn_v2"
+    )
     # DEFAULT or a torchvision weights name (COCO_V1): downloaded once into torch's cache;
     # a path to a checkpoint written by `maskstream train`; or none (random weights, for tests and benchmarks).
     weights: str | None = "DEFAULT"
@@ -420,12 +424,24 @@ def _where(mark: Any) -> str:
     return f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
-def parse_config(raw: dict[str, Any], *, source: str = "config", base_dir: Path | None = None) -> PipelineConfig:
-    """Validate an already-loaded mapping; relative paths are resolved against ``base_dir`` when given."""
+def parse_config(
+    raw: dict[str, Any], *, source: str = "config", base_dir: Path | None = None, allow_benchmark_engine: bool = False
+) -> PipelineConfig:
+    """Validate an already-loaded mapping; relative paths are resolved against ``base_dir`` when given.
+
+    ``model.arch: benchmark_fixed`` (the benchmark-only engine, which publishes fixed detections without
+    running a model) is refused unless ``allow_benchmark_engine`` (only ``maskstream bench-pipeline`` sets it).
+    """
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, raw, source)) from None
+    if config.model.arch == BENCHMARK_ARCH and not allow_benchmark_engine:
+        raise ConfigError(
+            f"{source}: 1 problem\n  model.arch: {BENCHMARK_ARCH!r} is the benchmark-only engine: it publishes fixed "
+            "detections without running a model, so its masks mean nothing. Only `maskstream bench-pipeline` runs it; "
+            "choose maskrcnn_compact, maskrcnn_resnet50_fpn or maskrcnn_resnet50_fpn_v2"
+        )
     return _resolve_paths(config, base_dir) if base_dir is not None else config
 
 

@@ -121,3 +121,10 @@ def show_value(value: object, max_chars: int = 80) -> str:
     short.maxstring = short.maxother = max_chars
     short.maxlong = max(max_chars // 2, 20)
     return short.repr(value)
+
+
+# ---------------------------------------------------------------------------------------- model archs
+
+BENCHMARK_ARCH = "benchmark_fixed"
+"""``model.arch`` of the benchmark-only engine (``pipeline.engine.fixed``): fixed detections, no model run.
+Only ``maskstream bench-pipeline`` may configure it; ``maskstream run`` refuses it (``pipeline.config``)."""

@@ -346,3 +346,15 @@ def test_precision_and_layout_default_to_auto_and_take_forced_values() -> None:
         parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"precision": "fp8"}})
     with pytest.raises(ConfigError, match=r"model\.channels_last"):
         parse_config({"streams": [{"id": "a", "url": "x"}], "model": {"channels_last": "sometimes"}})
+
+
+def test_the_benchmark_engine_is_refused_outside_the_bench(tmp_path: Path) -> None:
+    from pipeline import cli
+    from pipeline.naming import BENCHMARK_ARCH
+
+    raw = {"streams": [{"id": "a", "url": "x"}], "model": {"arch": BENCHMARK_ARCH}}
+    with pytest.raises(ConfigError, match=r"model\.arch: 'benchmark_fixed' is the benchmark-only engine.*bench-pipeline"):
+        parse_config(raw)
+    assert parse_config(raw, allow_benchmark_engine=True).model.arch == BENCHMARK_ARCH
+    path = write(tmp_path, "streams: [{id: a, url: 'synthetic:'}]\nmodel: {arch: benchmark_fixed}\n")
+    assert cli.main(["run", str(path)]) == 2  # refused when the config is read, before Ray starts
