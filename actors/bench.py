@@ -87,6 +87,7 @@ def run_graph(config: PipelineConfig, *, console: Console) -> GraphResult:
         seconds=report.wall_s,
         cost_ms=dict(report.cost_ms),
         submits=batching.submits if batching else 0,
+        submitted_frames=batching.submitted_frames if batching else 0,
         batches=batching.batches if batching else 0,
         mean_batch_size=batching.mean_batch_size if batching else 0.0,
         actors=sampler.result(),

@@ -64,6 +64,7 @@ class Dispatcher:
         self.outputs = HandleCache()
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
         self.submits = 0
+        self.submitted_frames = 0
         self.batches = 0
         self.cross_stream_batches = 0
         self.failed_batches = 0
@@ -72,13 +73,21 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, meta: FrameMeta, frame_ref: list[Any]) -> str:
-        """Queue one frame for a batch; returns this dispatcher's incarnation once its result was handed on."""
+    async def submit(self, metas: list[FrameMeta], frame_refs: list[Any]) -> str:
+        """Queue frames (of one stream, in order) for batches; returns this dispatcher's incarnation once
+        every frame's result was handed on. The references come inside a list: Ray passes them unresolved."""
+        if len(metas) != len(frame_refs):
+            raise ValueError(f"submit: {len(metas)} metas but {len(frame_refs)} frame references")
         self.submits += 1
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.accumulator.add(_Pending(meta, frame_ref.pop(), done), time.monotonic())
+        self.submitted_frames += len(metas)
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        done: list[asyncio.Future[None]] = []
+        for meta in metas:
+            done.append(loop.create_future())
+            self.accumulator.add(_Pending(meta, frame_refs.pop(0), done[-1]), now)
         self._ensure_loop().set()
-        await done
+        await asyncio.gather(*done)
         return self.incarnation_id
 
     async def incarnation(self) -> str:
@@ -90,6 +99,7 @@ class Dispatcher:
             pid=os.getpid(),
             incarnation=self.incarnation_id,
             submits=self.submits,
+            submitted_frames=self.submitted_frames,
             batches=self.batches,
             cross_stream_batches=self.cross_stream_batches,
             mean_batch_size=sum(sizes) / len(sizes) if sizes else 0.0,

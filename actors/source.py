@@ -44,6 +44,9 @@ _CALL_TIMEOUT_S = 30.0
 # on a CPU replica; a slower model only costs a repeated inference, never a repeated publication.
 _QUIET_PROBES_BEFORE_RESEND = 5
 _MAX_QUIET_PROBES = 80
+# Frames already decoded are submitted together, up to this many per call (and half the window, so that two
+# calls are in flight): one Ray call for several frames when decoding is ahead, one per frame when it is not.
+_SUBMIT_BATCH_FRAMES = 8
 
 
 class _Downstream(Exception):
@@ -79,6 +82,8 @@ class SourceWorker:
         self.output_incarnation: str | None = None
         self.dispatcher_incarnation: str | None = None
         self._replies: list[Any] = []  # replies of submits not read yet (see _read_replies)
+        self._outbox: list[tuple[FrameMeta, Any]] = []  # in the window, not sent yet (sent together, see _submit)
+        self._submit_batch_frames = max(1, min(_SUBMIT_BATCH_FRAMES, backpressure.max_in_flight_per_stream // 2))
         self._stop = threading.Event()
         self.decoded = 0
         self.submitted = 0
@@ -243,6 +248,10 @@ class SourceWorker:
             self.queue.close()
 
     def _submit(self, frame: DecodedFrame) -> None:
+        """Put the frame into the object store and the window; send it with the frames after it that are
+        already decoded (one submit call for up to ``_SUBMIT_BATCH_FRAMES``), or at once when none is."""
+        if self.window.full:
+            self._flush()
         self._wait_for_room()
         if self.attached is None:
             return
@@ -255,7 +264,14 @@ class SourceWorker:
         with self._window_changed:
             self.window.add(seq, (meta, ref))
         self.submitted += 1
-        self._send([(meta, ref)])
+        self._outbox.append((meta, ref))
+        if len(self._outbox) >= self._submit_batch_frames or len(self.queue) == 0 or self.window.full:
+            self._flush()
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if frames:
+            self._send(frames)
 
     def _send(self, frames: list[tuple[FrameMeta, Any]]) -> None:
         """Submit frames to the dispatcher, stamped with the current epoch, without waiting for the replies
@@ -263,9 +279,11 @@ class SourceWorker:
         if self.attached is None:
             return
         epoch = self.attached.epoch
-        for meta, ref in frames:
+        for start in range(0, len(frames), self._submit_batch_frames):
+            chunk = frames[start:start + self._submit_batch_frames]
+            metas = [dataclasses.replace(meta, epoch=epoch) for meta, _ in chunk]
             self._replies.append(self.dispatcher.submit.options(enable_task_events=False).remote(
-                dataclasses.replace(meta, epoch=epoch), [ref]))
+                metas, [ref for _, ref in chunk]))
         self._read_replies()
 
     def _read_replies(self) -> None:
@@ -313,6 +331,7 @@ class SourceWorker:
 
     def _finish(self) -> None:
         """Wait until every frame is published (probing), then have the output write the end message."""
+        self._flush()
         while True:
             self._wait_for_window(lambda: len(self.window) == 0)
             end = StreamEnd(stream_id=self.stream.id, frames=self.window.next_seq, decoded=self._decoded_total(),
@@ -366,6 +385,7 @@ class SourceWorker:
         self._resend()
 
     def _resend(self) -> None:
+        self._outbox = []  # in the window too: sent now with the rest
         with self._window_changed:
             frames = [u.item for u in self.window.unacked()]
         self.resent += len(frames)

@@ -188,7 +188,8 @@ class DispatcherStats:
 
     pid: int
     incarnation: str
-    submits: int
+    submits: int  # submit calls (each carries one or more frames of one stream)
+    submitted_frames: int
     batches: int
     cross_stream_batches: int
     mean_batch_size: float

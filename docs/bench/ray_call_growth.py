@@ -1,10 +1,14 @@
 """Does a source's per-frame Ray traffic alone keep memory? (docs/bench/soak.md, the source actors' growth)
 
 One actor puts a frame-sized array (320x240 YUV 4:2:0, 115 KB) into the object store and, with ``call``,
-submits it to a second actor the way a source submits to the dispatcher (one call a frame, task events
-off, reply awaited); ``put`` only puts. It prints its own anonymous RSS (MB) after each 1500 frames.
+submits it to a second actor (one call a frame, the reference inside a list, task events off, reply
+awaited); ``hold`` does the same but the second actor keeps the last 8 references after its call returned
+(what the dispatcher did before it held frames only while their submit call ran: the references it keeps
+make it a borrower the owner tracks); ``put`` only puts. It prints its own anonymous RSS (MB) after each
+1500 frames.
 
     .venv/bin/python docs/bench/ray_call_growth.py call
+    .venv/bin/python docs/bench/ray_call_growth.py hold
     .venv/bin/python docs/bench/ray_call_growth.py put
 """
 
@@ -23,7 +27,14 @@ FRAME_BYTES = 240 * 320 * 3 // 2
 
 @ray.remote
 class Receiver:
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+
     def submit(self, meta: dict[str, int], refs: list[Any]) -> str:
+        return "incarnation"
+
+    def submit_and_keep(self, meta: dict[str, int], refs: list[Any]) -> str:
+        self.kept = [*self.kept, *refs][-8:]  # still held when the call returns: a borrower
         return "incarnation"
 
 
@@ -47,6 +58,8 @@ class Sender:
             ref = ray.put(frame)
             if self.mode == "call":
                 ray.get(self.receiver.submit.options(enable_task_events=False).remote({"i": i}, [ref]))
+            elif self.mode == "hold":
+                ray.get(self.receiver.submit_and_keep.options(enable_task_events=False).remote({"i": i}, [ref]))
         return self.anon_rss_mb()
 
 

@@ -62,6 +62,7 @@ class GraphResult:
     seconds: float
     cost_ms: dict[str, float]  # per published frame, summed over all actors (RunReport.cost_ms)
     submits: int  # dispatcher submit calls
+    submitted_frames: int  # frames those calls carried
     batches: int  # inference calls
     mean_batch_size: float
     actors: list[ActorCpu]
@@ -112,7 +113,7 @@ def _case_dict(case: CaseResult) -> dict[str, Any]:
         "decode_alone": {"processes": case.decode.processes, "frames": case.decode.frames,
                          "seconds": case.decode.seconds, "fps": case.decode.fps},
         "graph": {"frames": g.frames, "seconds": g.seconds, "fps": g.fps, "cost_ms": g.cost_ms,
-                  "submits": g.submits, "batches": g.batches, "mean_batch_size": g.mean_batch_size,
+                  "submits": g.submits, "submitted_frames": g.submitted_frames, "batches": g.batches, "mean_batch_size": g.mean_batch_size,
                   "dispatcher_calls_per_s": g.dispatcher_calls_per_s, "errors": g.errors,
                   "actors": [{**asdict(a), "busy": a.busy} for a in g.actors]},
         "ratio": case.ratio,
