@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from pipeline.engine.rle import encode_masks
+from pipeline.engine.rle import CropLayout, encode_ragged
 from pipeline.errors import InferenceError
 from pipeline.frames import Pixels, frame_size
 from pipeline.messages import Detections
@@ -73,14 +73,21 @@ class FixedDetectionsEngine:
         cell_w, cell_h = width / columns, height / rows
         box_w, box_h = max(1.0, min(cell_w * 0.8, width * 0.1)), max(1.0, min(cell_h * 0.8, height * 0.1))
         boxes = np.zeros((n, 4), np.float32)
-        masks = torch.zeros((n, height, width), dtype=torch.bool)
-        yy, xx = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+        crops: list[torch.Tensor] = []  # each box's pixels, column-major (the RLE's order)
+        origin = np.zeros((n, 4), np.int64)  # x0, y0, crop height, crop width
         for i in range(n):
             cx, cy = (i % columns + 0.5) * cell_w, (i // columns + 0.5) * cell_h
             x1, y1 = max(0.0, cx - box_w / 2), max(0.0, cy - box_h / 2)
             x2, y2 = min(float(width), cx + box_w / 2), min(float(height), cy + box_h / 2)
             boxes[i] = (x1, y1, x2, y2)
-            masks[i] = ((xx - cx) / (box_w / 2)) ** 2 + ((yy - cy) / (box_h / 2)) ** 2 <= 1.0
+            # the ellipse inside the box, computed on the box's pixels only (cheap at any frame size)
+            top, left, bottom, right = int(y1), int(x1), math.ceil(y2), math.ceil(x2)
+            yy, xx = torch.meshgrid(torch.arange(top, bottom) + 0.5, torch.arange(left, right) + 0.5, indexing="ij")
+            inside = ((xx - cx) / (box_w / 2)) ** 2 + ((yy - cy) / (box_h / 2)) ** 2 <= 1.0
+            crops.append(inside.t().reshape(-1))
+            origin[i] = (left, top, bottom - top, right - left)
+        layout = CropLayout.build(origin[:, 0], origin[:, 1], origin[:, 2], origin[:, 3],
+                                  np.full(n, height), np.full(n, width))
         classes = len(self.class_names) - 1
         labels = np.array([1 + i % classes for i in range(n)], np.int64)
         return Detections(
@@ -88,5 +95,5 @@ class FixedDetectionsEngine:
             labels=labels,
             scores=np.linspace(0.95, 0.60, n, dtype=np.float32),
             class_names=tuple(self.class_names[label] for label in labels),
-            masks=tuple(encode_masks(masks)),
+            masks=tuple(encode_ragged(torch.cat(crops), layout)),
         )
