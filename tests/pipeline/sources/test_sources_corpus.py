@@ -81,30 +81,13 @@ def _write_ts(path: Path) -> Path:
 
 def _write_raw_mjpeg(path: Path) -> Path:
     """A bare MJPEG elementary stream (``.mjpeg``): concatenated JPEG images, no container."""
-    with av.open(str(path), "w", format="mjpeg") as container:
-        stream = container.add_stream("mjpeg", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuvj420p"
-        for index in range(NUM_FRAMES):
-            frame = av.VideoFrame.from_ndarray(videos.frame_image(index, WIDTH, HEIGHT), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return videos.write_video(path, "mjpeg", width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES, container_format="mjpeg")
 
 
 def _write_y4m(path: Path) -> Path:
     """Raw YUV 4:2:0 frames in a YUV4MPEG2 file."""
-    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
-        stream = container.add_stream("rawvideo", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for index in range(NUM_FRAMES):
-            frame = av.VideoFrame.from_ndarray(videos.frame_image(index, WIDTH, HEIGHT), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return videos.write_video(path, "rawvideo", width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES,
+                              container_format="yuv4mpegpipe")
 
 
 def _write_latin1_title(path: Path) -> Path:

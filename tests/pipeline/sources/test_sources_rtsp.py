@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -41,17 +40,8 @@ GOP = 10  # a keyframe every 0.4 s, like a camera (clients joining a shared stre
 
 def write_camera_video(path: Path, num_frames: int) -> Path:
     """An H.264 MP4 of ``videos.frame_image`` frames (index-coded) with a keyframe every ``GOP`` frames."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"g": str(GOP), "keyint_min": str(GOP)}
-        for index in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(videos.frame_image(index, WIDTH, HEIGHT), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return videos.write_video(path, "libx264", width=WIDTH, height=HEIGHT, fps=FPS, num_frames=num_frames,
+                              codec_options={"g": str(GOP), "keyint_min": str(GOP)})
 
 
 @pytest.fixture(scope="module")

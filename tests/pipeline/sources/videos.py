@@ -61,12 +61,20 @@ def write_video(
     num_frames: int = 10,
     noisy: bool = False,
     options: dict[str, str] | None = None,
+    container_format: str | None = None,
+    codec_options: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``num_frames`` index-coded frames at ``fps`` to ``path`` (container from the suffix)."""
-    with av.open(str(path), "w", options=options or {}) as container:
+    """Write ``num_frames`` index-coded frames at ``fps`` to ``path``.
+
+    ``container_format``: FFmpeg's muxer name (``mjpeg``, ``yuv4mpegpipe``...); ``None``: from the suffix.
+    ``options``: the muxer's options; ``codec_options``: the encoder's (e.g. ``{"g": "10"}``).
+    """
+    with av.open(str(path), "w", format=container_format, options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = _PIX_FMT.get(codec, "yuv420p")
+        if codec_options:
+            stream.options = codec_options
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frame_image(index, width, height, noisy), format="rgb24")
             for packet in stream.encode(frame):
