@@ -33,12 +33,12 @@ class InferenceWorker:
 
     def _load(self, model: ModelConfig) -> None:
         # Imported here, not at module level: the driver imports this module and needs no torch models.
-        from pipeline.engine import InferenceEngine
-        from pipeline.model import load_model
-
         if model.arch == BENCHMARK_ARCH:  # maskstream bench-pipeline only (parse_config refuses it elsewhere)
             self._load_benchmark_engine(model)
             return
+        from pipeline.engine import InferenceEngine
+        from pipeline.model import load_model
+
         loaded = load_model(
             model.arch,
             model.weights,

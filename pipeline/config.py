@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InferenceError
 from pipeline.naming import (
     BENCHMARK_ARCH,
     STREAM_ID_RULE,
@@ -40,7 +40,7 @@ from pipeline.naming import (
     url_scheme,
     weights_is_path,
 )
-from pipeline.precision import ChannelsLastSetting, PrecisionSetting
+from pipeline.precision import ChannelsLastSetting, PrecisionSetting, check_supported
 from pipeline.tracker_params import TRACKING_BOUNDS, score_order_problems
 
 # A pipeline config is a few kilobytes (the shipped one: 7 KiB; a thousand streams: about 100 KiB);
@@ -207,8 +207,11 @@ class ModelConfig(_Section):
     def _sizes(self) -> "ModelConfig":
         if self.min_size is not None and self.max_size is not None and self.max_size < self.min_size:
             raise ValueError(f"max_size ({self.max_size}) must be >= min_size ({self.min_size})")
-        if self.precision == "fp16" and self.device.strip().lower() == "cpu":
-            raise ValueError("precision fp16 is not supported on the CPU (device: cpu); use bf16, fp32 or auto")
+        if self.device.strip().lower() == "cpu":
+            try:
+                check_supported(self.precision, "cpu", where=" (device: cpu)")
+            except InferenceError as exc:
+                raise ValueError(str(exc)) from None
         if self.class_names is not None and len(self.class_names) < 2:
             raise ValueError("class_names must list the background first and at least one class")
         return self

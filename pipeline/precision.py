@@ -87,6 +87,15 @@ def probe_capabilities(device: torch.device) -> Capabilities:
     return Capabilities("cpu", level, False, "neither AMX nor AVX-512 BF16")
 
 
+def check_supported(precision: str, device_type: str, *, where: str = "") -> None:
+    """Refuse a precision the device type cannot run (fp16 on a CPU); ``where`` names the setting that chose
+    the device, for the message. The config (before Ray starts) and :func:`resolve_precision` both use it."""
+    if precision == "fp16" and device_type == "cpu":
+        raise InferenceError(
+            f"precision fp16 is not supported on the CPU{where}; use bf16, fp32 or auto (or a CUDA device)"
+        )
+
+
 def resolve_precision(
     precision: PrecisionSetting, channels_last: ChannelsLastSetting, capabilities: Capabilities
 ) -> PrecisionChoice:
@@ -96,8 +105,7 @@ def resolve_precision(
     if channels_last not in (True, False, "auto"):
         raise InferenceError(f"channels_last {channels_last!r} is not one of true, false, auto")
     on_cpu = capabilities.device_type == "cpu"
-    if precision == "fp16" and on_cpu:
-        raise InferenceError("precision fp16 is not supported on the CPU; use bf16, fp32 or auto (or a CUDA device)")
+    check_supported(precision, capabilities.device_type)
     if precision == "auto":
         chosen: Precision
         if capabilities.native_bf16:

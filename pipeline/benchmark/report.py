@@ -89,9 +89,6 @@ class CaseResult:
     def ratio(self) -> float:
         return self.graph.fps / self.decode.fps if self.decode.fps > 0 else 0.0
 
-    def busiest(self) -> ActorCpu | None:
-        return next((a for a in self.graph.actors if a.label != "driver"), None)
-
 
 def report_dict(settings: BenchSettings, cases: list[CaseResult], command: str) -> dict[str, Any]:
     return {
