@@ -32,10 +32,10 @@ class InferenceWorker:
             self.init_error = str(exc)
 
     def _load(self, model: ModelConfig) -> None:
-        # Imported here, not at module level: the driver imports this module and needs no torch models.
         if model.arch == BENCHMARK_ARCH:  # maskstream bench-pipeline only (parse_config refuses it elsewhere)
             self._load_benchmark_engine(model)
             return
+        # Imported here, not at module level: the driver imports this module and needs no torch models.
         from pipeline.engine import InferenceEngine
         from pipeline.model import load_model
 
