@@ -21,7 +21,7 @@ import copy
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -29,13 +29,30 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pipeline.messages import Detections, Instance
-from pipeline.scenes import CLASS_NAMES, GtInstance
+from pipeline.scenes import CLASS_NAMES
 
 AP_KEYS = ("AP", "AP50", "AP75")
 MOT_IOU_THRESHOLD = 0.5
 
 
 # ----------------------------------------------------------------------------- COCO AP
+
+
+class GtObject(Protocol):
+    """One ground-truth object, as ``pipeline.scenes.GtInstance`` and ``ood_scenes.OodInstance`` both are:
+    ``mask`` bool ``(H, W)``, ``box`` xyxy pixels (``x2``/``y2`` exclusive), ``label`` a ``CLASS_NAMES`` index."""
+
+    @property
+    def track_id(self) -> int: ...
+
+    @property
+    def label(self) -> int: ...
+
+    @property
+    def mask(self) -> np.ndarray: ...
+
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
 
 
 def coco_categories() -> list[dict[str, Any]]:
@@ -49,7 +66,7 @@ class CocoGtBuilder:
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
 
-    def add_image(self, image_id: int, height: int, width: int, instances: Sequence[GtInstance]) -> None:
+    def add_image(self, image_id: int, height: int, width: int, instances: Sequence[GtObject]) -> None:
         self.images.append({"id": int(image_id), "height": int(height), "width": int(width)})
         if not instances:
             return
