@@ -17,6 +17,14 @@ the same detections. Both trackers see exactly the same detections, frame by fra
 its defaults (the pipeline's), the peer with ITS defaults (``ByteTrackTracker()``). Their
 outputs (the detections each returns with an id; -1 / ``None`` are not output) are scored with
 MOTA, IDF1 and HOTA against the GT (:func:`pipeline.evaluation.metrics.mot_metrics`).
+
+A second benchmark, ``walkers``, does the same on human-like motion (:mod:`pipeline.evaluation.walkers`:
+pedestrians in perspective that stop, turn, walk in groups, cross and hide each other) at the noise levels
+:data:`~pipeline.evaluation.walkers.WALKER_NOISE_LEVELS` (jitter relative to the box size, misses and low
+scores driven by occlusion), from held-out seeds ``WALKER_HOLDOUT_SEED_BASE + clip``; GT walkers less than
+:data:`~pipeline.evaluation.walkers.MIN_SCORED_VISIBILITY` visible are ignore boxes
+(:func:`~pipeline.evaluation.walkers.drop_ignored`). Tuning (``docs/eval/tune_tracker.py``) uses other
+seeds for both benchmarks.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ from pipeline.evaluation.metrics import MotFrame, mot_metrics
 from pipeline.evaluation.model_ap import HOLDOUT_SEED_BASE
 
 HOLDOUT_TRACKER_SEED_BASE = HOLDOUT_SEED_BASE + 900_000
+WALKER_HOLDOUT_SEED_BASE = HOLDOUT_TRACKER_SEED_BASE + 50_000
+"""Walker clip ``c`` of the reported benchmark is simulated from seed ``WALKER_HOLDOUT_SEED_BASE + c``."""
+WALKER_FRAMES_PER_SHAPES_FRAME = 2
+"""The walker clips are this many times longer than the shapes clips: at walking speed a crossing of the view
+takes about 10 s (250 frames), and identity errors need walkers that stay, stop and meet again."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +158,17 @@ def run_peer(frames: Sequence[NoisyFrame]) -> list[MotFrame]:
 
 def evaluate_trackers(n_clips: int = 4, n_frames: int = 150, *, seed: int = 0,
                       levels: Sequence[NoiseLevel] = NOISE_LEVELS,
-                      seed_base: int = HOLDOUT_TRACKER_SEED_BASE) -> dict[str, Any]:
-    """Per noise level: MOTA/IDF1/HOTA of ours and of the peer on the same simulated detections."""
+                      seed_base: int = HOLDOUT_TRACKER_SEED_BASE,
+                      walker_levels: Sequence[Any] | None = None,
+                      walker_seed_base: int = WALKER_HOLDOUT_SEED_BASE) -> dict[str, Any]:
+    """Per noise level: MOTA/IDF1/HOTA of ours and of the peer on the same simulated detections.
+
+    ``{"clips", "frames_per_clip", "seed", "gt_instances", "levels": [...], "walkers": {...}}``: ``levels`` on
+    the shapes clips (one dict per level: the :class:`NoiseLevel` fields, ``"ours"`` and ``"peer"`` each a
+    :func:`~pipeline.evaluation.metrics.mot_metrics` dict); ``walkers`` the same on ``n_clips`` walker clips
+    of ``WALKER_FRAMES_PER_SHAPES_FRAME * n_frames`` frames (see :func:`evaluate_walkers`). ``walker_levels``
+    ``None``: every :data:`~pipeline.evaluation.walkers.WALKER_NOISE_LEVELS`; empty: ``walkers`` is ``None``.
+    """
     clips = gt_clips(n_clips, n_frames, seed_base=seed_base)
     results = []
     for level in levels:
@@ -154,10 +176,57 @@ def evaluate_trackers(n_clips: int = 4, n_frames: int = 150, *, seed: int = 0,
         ours = mot_metrics([(clip.frames, run_ours(n)) for clip, n in zip(clips, noisy)])
         peer = mot_metrics([(clip.frames, run_peer(n)) for clip, n in zip(clips, noisy)])
         results.append({**asdict(level), "ours": ours, "peer": peer})
+    walkers = evaluate_walkers(n_clips, WALKER_FRAMES_PER_SHAPES_FRAME * n_frames, seed=seed,
+                               levels=walker_levels, seed_base=walker_seed_base)
     return {
         "clips": n_clips,
         "frames_per_clip": n_frames,
         "seed": seed,
         "gt_instances": sum(len(f.ids) for clip in clips for f in clip.frames),
         "levels": results,
+        "walkers": walkers,
     }
+
+
+def evaluate_walkers(n_clips: int, n_frames: int, *, seed: int = 0, levels: Sequence[Any] | None = None,
+                     seed_base: int = WALKER_HOLDOUT_SEED_BASE, **ours_kwargs: Any) -> dict[str, Any] | None:
+    """Ours (its defaults, or ``ours_kwargs``) against the peer on walker clips, per noise level.
+
+    ``{"clips", "frames_per_clip", "seed", "seed_base", "gt_instances", "ignored_instances", "levels"}``:
+    ``gt_instances`` the scored GT boxes, ``ignored_instances`` the ignore boxes (too hidden to score), and
+    ``levels`` one dict per level: the :class:`~pipeline.evaluation.walkers.WalkerNoiseLevel` fields
+    (``level``, ``jitter_frac``, ``miss_prob``, ``fp_per_frame``, ``low_score_prob``), ``"ours"`` and
+    ``"peer"`` (:func:`~pipeline.evaluation.metrics.mot_metrics` dicts: MOTA, IDF1, HOTA, IDSW, ...).
+    ``None`` when ``levels`` is empty or ``n_clips`` is 0.
+    """
+    from pipeline.evaluation.walkers import MIN_SCORED_VISIBILITY, WALKER_NOISE_LEVELS, noisy_walker_clip, walker_clips
+
+    levels = WALKER_NOISE_LEVELS if levels is None else levels
+    if not levels or n_clips < 1:
+        return None
+    clips = walker_clips(n_clips, n_frames, seed_base)
+    results = []
+    for level in levels:
+        noisy = [noisy_walker_clip(clip, level, seed, c) for c, clip in enumerate(clips)]
+        ours = mot_metrics([score_walkers(clip, run_ours(n, **ours_kwargs)) for clip, n in zip(clips, noisy)])
+        peer = mot_metrics([score_walkers(clip, run_peer(n)) for clip, n in zip(clips, noisy)])
+        results.append({**asdict(level), "ours": ours, "peer": peer})
+    scored = [f.scored(MIN_SCORED_VISIBILITY) for clip in clips for f in clip.frames]
+    return {
+        "clips": n_clips,
+        "frames_per_clip": n_frames,
+        "seed": seed,
+        "seed_base": seed_base,
+        "gt_instances": int(sum(s.sum() for s in scored)),
+        "ignored_instances": int(sum((~s).sum() for s in scored)),
+        "levels": results,
+    }
+
+
+def score_walkers(clip: Any, pred: Sequence[MotFrame]) -> tuple[list[MotFrame], list[MotFrame]]:
+    """``(gt, pred)`` frames of a :class:`~pipeline.evaluation.walkers.WalkerClip` ready for ``mot_metrics``:
+    ignore boxes and the predictions matched to them removed (:func:`~pipeline.evaluation.walkers.drop_ignored`)."""
+    from pipeline.evaluation.walkers import drop_ignored
+
+    pairs = [drop_ignored(g, p) for g, p in zip(clip.frames, pred)]
+    return [g for g, _ in pairs], [p for _, p in pairs]
