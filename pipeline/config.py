@@ -195,6 +195,12 @@ class ModelConfig(_Section):
     # torch.compile the backbone (with CUDA graphs on a GPU). Each new batch shape compiles once (tens of
     # seconds); off by default because a camera fleet of mixed sizes would compile many shapes.
     compile_backbone: bool = False
+    # One instance per object: a detection whose mask overlaps a higher-scoring detection's of the same frame,
+    # of any class, by more than this mask IoU is dropped in the engine (torchvision suppresses overlaps per
+    # class only, so one object can come out under two classes). null: off. 0.45: a margin under the 0.5
+    # target for the engine's sampled IoU (pipeline.engine.duplicates has the trade-off); keep in step with
+    # pipeline.engine.duplicates.DEFAULT_DUPLICATE_MASK_IOU.
+    duplicate_mask_iou_threshold: float | None = Field(default=0.45, gt=0.0, le=1.0)
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -227,6 +233,10 @@ class InferenceConfig(_Section):
     # A batch fires when it holds max_batch_size frames or its oldest frame has waited max_wait_ms.
     max_batch_size: int = Field(default=8, ge=1, le=256)
     max_wait_ms: float = Field(default=20.0, ge=0.0)
+    # A batch takes frames of the waiting streams in turns of up to this many consecutive frames of one stream
+    # (the stream waiting longest first). Each stream in a batch costs one delivery call to its output: more
+    # frames a turn means fewer calls per frame; fewer means every stream advances in every batch (1: strict turns).
+    stream_turn_frames: int = Field(default=4, ge=1, le=256)
     # Batches queued on one replica at once: 2 keeps the GPU busy while the next batch is sent.
     max_batches_in_flight: int = Field(default=2, ge=1, le=16)
     # How decoded video frames travel to the model: yuv420 sends the decoder's own 4:2:0 planes

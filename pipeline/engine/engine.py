@@ -7,7 +7,10 @@
    ``model.backbone`` -> ``model.rpn`` -> ``model.roi_heads`` under ``torch.inference_mode()`` and,
    for fp16/bf16, ``torch.autocast``: the stages of ``GeneralizedRCNN.forward`` without its
    ``transform.postprocess`` (which pastes every mask into a full frame in a Python loop).
-3. :mod:`~pipeline.engine.postprocess`: boxes back to frame coordinates, masks pasted into their
+3. :mod:`~pipeline.engine.duplicates` (inside postprocess): one instance per object; a detection
+   whose mask overlaps a higher-scoring one's of the same frame, any class, by more than
+   ``duplicate_mask_iou_threshold`` is dropped (torchvision suppresses overlaps per class only).
+4. :mod:`~pipeline.engine.postprocess`: boxes back to frame coordinates, masks pasted into their
    boxes only and run-length encoded on the device.
 
 Precision: under autocast the RPN head's and box/mask predictors' outputs are cast back to fp32 and
@@ -33,6 +36,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 
 from pipeline.engine.adapter import detections_from_torchvision
+from pipeline.engine.duplicates import DEFAULT_DUPLICATE_MASK_IOU, duplicate_flags_exact
 from pipeline.engine.postprocess import DEFAULT_MAX_ELEMENTS, postprocess_detections
 from pipeline.engine.preprocess import Preprocessor
 from pipeline.errors import InferenceError
@@ -97,7 +101,10 @@ class InferenceEngine:
     """Runs ``model`` on batches of frames and returns one :class:`Detections` per frame.
 
     ``class_names[label]`` names label ``label`` (index 0 is the background). ``mask_threshold``:
-    a pixel is in the mask when its probability is ``> mask_threshold``. ``channels_last`` runs the
+    a pixel is in the mask when its probability is ``> mask_threshold``. ``duplicate_mask_iou_threshold``
+    (in ``(0, 1]``, or ``None``: off, torchvision's per-class suppression only): a detection whose mask
+    overlaps a higher-scoring detection's of the same frame (any class) by more than this IoU is
+    dropped, so one object is reported once. ``channels_last`` runs the
     backbone in NHWC (faster convolutions on tensor cores). ``precision`` and ``channels_last`` may be
     ``"auto"``: :func:`pipeline.precision.resolve_precision` decides from the device's capabilities, and
     ``self.choice`` says what it chose and why. The engine owns ``model``: it is moved
@@ -115,9 +122,11 @@ class InferenceEngine:
         channels_last: ChannelsLastSetting = False,
         max_paste_elements: int = DEFAULT_MAX_ELEMENTS,
         compile_backbone: bool = False,
+        duplicate_mask_iou_threshold: float | None = DEFAULT_DUPLICATE_MASK_IOU,
     ) -> None:
         if not 0.0 <= float(mask_threshold) < 1.0:
             raise InferenceError(f"mask_threshold must be in [0, 1), got {mask_threshold!r}")
+        self.duplicate_mask_iou_threshold = _checked_iou(duplicate_mask_iou_threshold)
         if not all(hasattr(model, name) for name in ("transform", "backbone", "rpn", "roi_heads")):
             raise InferenceError(f"model must be a torchvision Mask R-CNN, got {type(model).__name__}")
         if not getattr(model.roi_heads, "has_mask", lambda: False)():
@@ -222,6 +231,7 @@ class InferenceEngine:
                     self.class_names,
                     self.mask_threshold,
                     max_elements=self.max_paste_elements,
+                    duplicate_mask_iou=self.duplicate_mask_iou_threshold,
                 )
         except InferenceError:
             raise
@@ -229,19 +239,38 @@ class InferenceEngine:
             raise InferenceError(f"inference failed on {self._describe(tensors)}: {exc}") from exc
 
     def infer_reference(self, images: Sequence[Pixels]) -> list[Detections]:
-        """The naive path: torchvision's own ``model(images)`` (full-frame masks) through the adapter.
-        Slow; for tests and benchmarks."""
+        """The naive path: torchvision's own ``model(images)`` (full-frame masks) through the adapter, then
+        the duplicate rule on exact full-frame mask IoU. Slow; for tests and benchmarks."""
         if len(images) == 0:
             return []
         tensors = self._preprocess(images)
         try:
             with torch.inference_mode(), self._autocast():
                 outputs = self.model(tensors)
-            return [detections_from_torchvision(o, self.class_names, self.mask_threshold) for o in outputs]
+            return [detections_from_torchvision(self._without_duplicates(o), self.class_names, self.mask_threshold)
+                    for o in outputs]
         except InferenceError:
             raise
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise InferenceError(f"reference inference failed on {self._describe(tensors)}: {exc}") from exc
+
+
+    def _without_duplicates(self, output: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One image's torchvision output less the detections the duplicate rule drops (exact mask IoU)."""
+        if self.duplicate_mask_iou_threshold is None:
+            return output
+        masks = output["masks"][:, 0] > self.mask_threshold
+        keep = ~duplicate_flags_exact(masks, output["scores"], self.duplicate_mask_iou_threshold)
+        return {key: value[keep] for key, value in output.items()}
+
+
+def _checked_iou(value: float | None) -> float | None:
+    """``duplicate_mask_iou_threshold``: ``None`` or a float in ``(0, 1]``; else an :class:`InferenceError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise InferenceError(f"duplicate_mask_iou_threshold must be in (0, 1] or None (off), got {value!r}")
+    return float(value)
 
 
 def _num_classes(model: MaskRCNN) -> int | None:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.engine.adapter import class_names_for
+from pipeline.engine.duplicates import duplicate_flags
 from pipeline.engine.rle import CropLayout, RaggedIndex, find_transitions, masks_from_transitions
 from pipeline.messages import Detections, RleMask
 
@@ -146,6 +147,15 @@ def encode_pasted_masks(
     return out
 
 
+def _gather(detections: Sequence[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's detections concatenated: ``boxes`` float32 ``(n, 4)`` (resized coordinates),
+    ``scores`` float32 ``(n,)``, ``labels`` float32 ``(n,)``, ``masks`` ``(n, M, M)`` probabilities."""
+    boxes = torch.cat([d["boxes"].to(torch.float32) for d in detections])
+    scores = torch.cat([d["scores"].to(torch.float32) for d in detections])
+    labels = torch.cat([d["labels"].to(torch.float32) for d in detections])
+    return boxes, scores, labels, torch.cat([d["masks"] for d in detections])[:, 0]
+
+
 def postprocess_detections(
     detections: Sequence[dict[str, torch.Tensor]],
     resized_sizes: Sequence[tuple[int, int]],
@@ -154,28 +164,53 @@ def postprocess_detections(
     mask_threshold: float,
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    duplicate_mask_iou: float | None = None,
 ) -> list[Detections]:
     """``roi_heads``' per-image dicts (``boxes`` in resized coordinates, ``labels``, ``scores``, ``masks``
-    ``(n, 1, M, M)`` probabilities) to one :class:`Detections` per image, in original coordinates."""
-    counts = [int(d["boxes"].shape[0]) for d in detections]
-    total = sum(counts)
-    if total == 0:
+    ``(n, 1, M, M)`` probabilities) to one :class:`Detections` per image, in original coordinates.
+
+    ``duplicate_mask_iou`` (``None``: off): a detection whose mask overlaps a higher-scoring one's of the
+    same image, any class, by more than this mask IoU is dropped (:mod:`pipeline.engine.duplicates`).
+    """
+    counts = np.array([int(d["boxes"].shape[0]) for d in detections], dtype=np.int64)
+    if counts.sum() == 0:
         return [Detections.empty() for _ in detections]
-    packed = torch.cat(
-        [
-            torch.cat([d["boxes"].to(torch.float32) for d in detections]),
-            torch.cat([d["scores"].to(torch.float32) for d in detections])[:, None],
-            torch.cat([d["labels"].to(torch.float32) for d in detections])[:, None],
-        ],
-        dim=1,
-    )
-    host = packed.cpu().numpy()  # sync 1: what the host needs anyway
+    boxes_t, scores_t, labels_t, mask_probs = _gather(detections)
+    image_of_t = torch.repeat_interleave(torch.arange(len(counts), device=boxes_t.device),
+                                         torch.from_numpy(counts).to(boxes_t.device))
+    if duplicate_mask_iou is None:
+        duplicate = torch.zeros_like(scores_t)
+    else:
+        duplicate = duplicate_flags(boxes_t, scores_t, mask_probs, image_of_t, mask_threshold, duplicate_mask_iou)
+    packed = torch.stack([*boxes_t.unbind(1), scores_t, labels_t, duplicate.to(torch.float32)], dim=1)
+    host = packed.cpu().numpy()  # sync: what the host needs anyway, and which detections to keep
+    image_of = np.repeat(np.arange(len(counts)), counts)
+    kept = np.flatnonzero(host[:, 6] == 0)
+    if len(kept) < len(host):
+        host, image_of = host[kept], image_of[kept]
+        mask_probs = mask_probs[torch.from_numpy(kept).to(mask_probs.device)]
+        counts = np.bincount(image_of, minlength=len(counts))
+    return _finish(host, image_of, counts, mask_probs, resized_sizes, original_sizes, class_names, mask_threshold,
+                   max_elements)
+
+
+def _finish(
+    host: np.ndarray,
+    image_of: np.ndarray,
+    counts: np.ndarray,
+    mask_probs: torch.Tensor,
+    resized_sizes: Sequence[tuple[int, int]],
+    original_sizes: Sequence[tuple[int, int]],
+    class_names: Sequence[str],
+    mask_threshold: float,
+    max_elements: int,
+) -> list[Detections]:
+    """Kept detections (``host`` float32 ``(n, >= 6)``: resized box, score, label; ``image_of`` and
+    ``counts`` per image) to :class:`Detections`: boxes rescaled, masks pasted and encoded."""
+    total = len(host)
     scores = np.ascontiguousarray(host[:, 4])
     labels = host[:, 5].astype(np.int64)
     names = class_names_for(labels, class_names)  # fail before the mask work on an unknown label
-    mask_probs = torch.cat([d["masks"] for d in detections])[:, 0]
-
-    image_of = np.repeat(np.arange(len(detections)), counts)
     boxes = np.empty((total, 4), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     for i, (resized, original) in enumerate(zip(resized_sizes, original_sizes)):
@@ -189,7 +224,7 @@ def postprocess_detections(
     np.clip(boxes[:, 0::2], 0, frame_w[:, None].astype(np.float32), out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0, frame_h[:, None].astype(np.float32), out=boxes[:, 1::2])
     out = []
-    for i in range(len(detections)):
+    for i in range(len(counts)):
         a, b = int(bounds[i]), int(bounds[i + 1])
         out.append(
             Detections(

@@ -358,3 +358,14 @@ def test_the_benchmark_engine_is_refused_outside_the_bench(tmp_path: Path) -> No
     assert parse_config(raw, allow_benchmark_engine=True).model.arch == BENCHMARK_ARCH
     path = write(tmp_path, "streams: [{id: a, url: 'synthetic:'}]\nmodel: {arch: benchmark_fixed}\n")
     assert cli.main(["run", str(path)]) == 2  # refused when the config is read, before Ray starts
+
+
+def test_model_duplicate_rule_is_on_by_default_can_be_turned_off_and_is_bounded() -> None:
+    minimal = {"streams": [{"id": "a", "url": "x"}]}
+    assert parse_config(minimal).model.duplicate_mask_iou_threshold == 0.45
+    assert load_config(REPO / "pipeline.yaml").model.duplicate_mask_iou_threshold == 0.45
+    off = parse_config({**minimal, "model": {"duplicate_mask_iou_threshold": None}})
+    assert off.model.duplicate_mask_iou_threshold is None
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigError, match=rf"model\.duplicate_mask_iou_threshold: {bad} is not valid"):
+            parse_config({**minimal, "model": {"duplicate_mask_iou_threshold": bad}})
