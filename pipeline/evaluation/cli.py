@@ -2,9 +2,11 @@
 
     maskstream eval --out eval-out                       # the shipped model, everything
     maskstream eval --weights none --frames 8 --skip-pipeline --out /tmp/ev   # random weights, quick
+    maskstream eval --skip-model --skip-pipeline --skip-tracker --out /tmp/ood   # out-of-distribution part only
 
-Writes ``OUT/report.json`` and ``OUT/report.png`` (and, for the pipeline part, the held-out videos,
-the generated ``pipeline.yaml``, its log and JSON Lines output under ``OUT/pipeline/``).
+Writes ``OUT/report.json`` and ``OUT/report.png``, the out-of-distribution part's worst frames as
+``OUT/ood_worst_<rank>.png``, and, for the pipeline part, the held-out videos, the generated
+``pipeline.yaml``, its log and JSON Lines output under ``OUT/pipeline/``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-model", action="store_true", help="skip the model-alone AP")
     p.add_argument("--skip-pipeline", action="store_true", help="skip the pipeline part (no Ray)")
     p.add_argument("--skip-tracker", action="store_true", help="skip the tracker-vs-peer part")
+    p.add_argument("--skip-ood", action="store_true", help="skip the out-of-distribution part (PIL-drawn shapes)")
+    p.add_argument("--ood-frames", type=int, default=200,
+                   help="out-of-distribution frames (pipeline.evaluation.ood_scenes; default: %(default)s)")
+    p.add_argument("--ood-score-threshold", type=float, default=None,
+                   help="score at which an instance counts as published for OOD precision/recall (default: "
+                        f"model.score_threshold of the shipped {DEFAULT_TRACKING_CONFIG.name})")
+    p.add_argument("--ood-codec", choices=("h264", "none"), default="h264",
+                   help="h264: the OOD frames are encoded and decoded again as a user's video (default); "
+                        "none: the rendered pixels")
+    p.add_argument("--ood-worst", type=int, default=4, help="OOD frames with most errors drawn (default: %(default)s)")
+    p.add_argument("--ood-seed", type=int, default=0, help="seed of the first OOD frame (default: %(default)s)")
     p.add_argument("--tracking-config", default=str(DEFAULT_TRACKING_CONFIG),
                    help="pipeline config whose tracking section the pipeline part uses (default: the shipped "
                         "%(default)s, tuned for the shipped model); none: the built-in defaults")
@@ -75,7 +88,7 @@ def _settings(args: argparse.Namespace, *, need_model: bool) -> Any:
             raise ConfigError(f"--weights {weights}: no such checkpoint (train one with `maskstream train`, "
                               "or pass --weights none for random weights)")
         weights = str(path)
-    for name in ("frames", "videos", "video_frames", "batch_size", "tracker_clips", "tracker_frames"):
+    for name in ("frames", "videos", "video_frames", "batch_size", "tracker_clips", "tracker_frames", "ood_frames"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     from pipeline.model import input_size
@@ -100,6 +113,21 @@ def _tracking_section(spec: str) -> dict[str, Any]:
     return load_config(path).tracking.model_dump()
 
 
+def _shipped_score_threshold() -> float:
+    """``model.score_threshold`` of the shipped pipeline config: the score at which ``maskstream run`` publishes."""
+    from pipeline.config import load_config
+
+    return float(load_config(DEFAULT_TRACKING_CONFIG).model.score_threshold)
+
+
+def _ood_settings(args: argparse.Namespace) -> Any:
+    from pipeline.evaluation.ood_eval import OodSettings
+
+    threshold = args.ood_score_threshold if args.ood_score_threshold is not None else _shipped_score_threshold()
+    return OodSettings(frames=args.ood_frames, score_threshold=threshold, seed_base=args.ood_seed,
+                       codec=args.ood_codec, worst=args.ood_worst, batch_size=args.batch_size)
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -108,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)  # a log file or pipe: wide enough for the tables
-    need_model = not (args.skip_model and args.skip_pipeline)
+    need_model = not (args.skip_model and args.skip_pipeline and args.skip_ood)
     settings = _settings(args, need_model=need_model)
+    ood_settings = None if args.skip_ood else _ood_settings(args)
     tracking = _tracking_section(args.tracking_config) if not args.skip_pipeline else {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         "settings": {**asdict(settings), "frames": args.frames, "videos": args.videos,
                      "video_frames": args.video_frames, "tracker_clips": args.tracker_clips,
                      "tracker_frames": args.tracker_frames, "seed": args.seed,
-                     "tracking_config": args.tracking_config, "tracking": tracking},
-        "model": None, "model_fp32": None, "pipeline": None, "tracker": None,
+                     "tracking_config": args.tracking_config, "tracking": tracking,
+                     "ood": None if ood_settings is None else asdict(ood_settings)},
+        "model": None, "model_fp32": None, "ood": None, "pipeline": None, "tracker": None,
     }
     timings: dict[str, float] = {}
     engine = None
@@ -145,6 +175,17 @@ def run(args: argparse.Namespace) -> int:
             report["model_fp32"]["precision"] = reference.choice.describe()
             reference.close()
             timings["model_fp32_s"] = time.monotonic() - t0
+
+    if ood_settings is not None:
+        from pipeline.evaluation.ood_eval import evaluate_ood
+
+        t0 = time.monotonic()
+        console.print(f"ood: {ood_settings.frames} out-of-distribution frames (PIL shapes, {ood_settings.codec}) in "
+                      f"{engine.choice.describe()}, published at score >= {ood_settings.score_threshold:g} ...",
+                      highlight=False)
+        report["ood"] = evaluate_ood(engine, ood_settings, picture_dir=out)
+        report["ood"]["engine_precision"] = engine.choice.describe()
+        timings["ood_s"] = time.monotonic() - t0
 
     if not args.skip_pipeline:
         from pipeline.evaluation import pipeline_eval as pe

@@ -1,8 +1,8 @@
 """The evaluation report: targets with PASS/FAIL, JSON, a PNG chart and rich tables.
 
-A report is a plain dict: ``{"settings", "model", "model_fp32", "pipeline", "tracker", "targets"}``, each section
-``None`` when skipped (see :mod:`model_ap`, :mod:`pipeline_eval`, :mod:`tracker_eval` for their
-contents). :func:`check_targets` fills ``targets``.
+A report is a plain dict: ``{"settings", "model", "model_fp32", "ood", "pipeline", "tracker", "targets"}``, each
+section ``None`` (or absent) when skipped (see :mod:`model_ap`, :mod:`ood_eval`, :mod:`pipeline_eval`,
+:mod:`tracker_eval` for their contents). :func:`check_targets` fills ``targets``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from pipeline.evaluation.ood_report import draw_ood_panel, ood_target_rows, render_ood
 
 MODEL_MASK_AP_TARGET = 0.80
 PIPELINE_AP_TOLERANCE = 0.01
@@ -47,6 +49,7 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         chosen = str(_get(report, "model", "precision") or "").split(" ")[0]
         targets.append(_target(f"model mask AP in {chosen} - in fp32 (same frames)", ap - reference,
                                f"|d| <= {PRECISION_AP_TOLERANCE}", abs(ap - reference) <= PRECISION_AP_TOLERANCE + 1e-12))
+    targets += [_target(*row) for row in ood_target_rows(report.get("ood"))]
     pipe = report.get("pipeline")
     for iou_type, label in (("segm", "mask"), ("bbox", "box")):
         diff = _get(pipe, "ap_difference", iou_type, "AP")
@@ -101,19 +104,21 @@ def _num(v: float | None) -> float:
 
 
 def write_chart(report: dict[str, Any], path: Path) -> Path:
-    """Three panels: AP (model vs pipeline), pipeline MOTA/IDF1/HOTA, tracker vs peer per noise level."""
+    """Four panels: AP (model, OOD, pipeline), pipeline MOTA/IDF1/HOTA, tracker vs peer per noise level, OOD
+    precision/recall at the shipped threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(22, 4.8))
     # 1. AP
     ax = axes[0]
     metrics = [("segm", "AP"), ("segm", "AP50"), ("segm", "AP75"), ("bbox", "AP"), ("bbox", "AP50"), ("bbox", "AP75")]
     series = [("model, held-out frames", report.get("model")),
               ("model in fp32, held-out frames", report.get("model_fp32")),
+              ("model, out-of-distribution frames", report.get("ood")),
               ("model, pipeline's frames", _get(report, "pipeline", "model_same_frames")),
               ("pipeline", _get(report, "pipeline", "pipeline"))]
     series = [(n, s) for n, s in series if s is not None]
@@ -165,6 +170,7 @@ def write_chart(report: dict[str, Any], path: Path) -> Path:
         ax.set_xticks([])
         ax.set_ylim(0, 1.05)
     ax.set_title("tracker vs peer on noisy GT boxes")
+    draw_ood_panel(axes[3], report.get("ood"))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +190,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 def render(report: dict[str, Any], console: Console) -> None:
     """Print the report's tables: AP, tracking, tracker vs peer, and the targets."""
     model, pipe, tracker = report.get("model"), report.get("pipeline"), report.get("tracker")
-    if model is not None or pipe is not None:
+    if model is not None or pipe is not None or report.get("ood") is not None:
         t = Table(title="COCO AP (mask | box)")
         t.add_column("evaluated")
         t.add_column("frames", justify="right")
@@ -198,6 +204,8 @@ def render(report: dict[str, Any], console: Console) -> None:
         reference = report.get("model_fp32")
         if reference is not None:
             rows.append(("model, held-out frames (fp32)", reference.get("frames"), reference))
+        if report.get("ood") is not None:
+            rows.append(("model, out-of-distribution frames", report["ood"].get("frames"), report["ood"]))
         if pipe is not None:
             if "model_same_frames" in pipe:
                 rows.append(("model, pipeline's frames", pipe["frames"], pipe["model_same_frames"]))
@@ -214,6 +222,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"model mask AP breakdown: class-agnostic {_fmt(breakdown['class_agnostic'])}, small objects "
             f"{_fmt(breakdown['small'])}, medium {_fmt(breakdown['medium'])}, large {_fmt(breakdown['large'])}; "
             f"per class: {per_class}", highlight=False)
+    if report.get("ood") is not None:
+        render_ood(report["ood"], console)
     agreement = _get(pipe, "agreement")
     if agreement is not None:
         console.print(

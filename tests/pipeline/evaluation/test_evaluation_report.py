@@ -19,10 +19,37 @@ def mot(mota: float, idf1: float) -> dict:
     return {"MOTA": mota, "IDF1": idf1, "HOTA": 0.8, "IDSW": 1, "CLR_TP": 10, "CLR_FN": 1, "CLR_FP": 0}
 
 
+def ood(precision: float, recall: float, mask_ap: float, duplicates: int) -> dict:
+    """An ``ood`` section: 100 objects, and published instances making the given precision and recall."""
+    tp = round(recall * 100)
+    fp = round(tp / precision) - tp
+    counts = {"published": tp + fp, "tp": tp, "fp": fp, "gt": 100, "missed": 100 - tp, "precision": precision,
+              "recall": recall}
+    none = {"published": 0, "tp": 0, "fp": 0, "gt": 0, "missed": 0, "precision": None, "recall": None}
+    return {
+        "frames": 25, "gt_instances": 100, "codec": "h264 (libx264 crf 23)", "score_threshold": 0.5, "match_iou": 0.5,
+        **ap(mask_ap),
+        "mask_breakdown": {"class_agnostic": 0.6, "small": 0.2, "medium": 0.5, "large": None,
+                           "per_class": {"circle": 0.7, "square": 0.4, "triangle": 0.5, "star": 0.6}},
+        "at_threshold": {
+            "all": counts, "class_agnostic": {"tp": tp, "fp": fp, "precision": precision, "recall": recall},
+            "per_class": {"circle": counts, "square": none, "triangle": none, "star": none},
+            "by_size": {"small": counts, "medium": none, "large": none},
+            "by_tag": {t: {"gt": 10, "missed": 1, "recall": 0.9} for t in ("plain", "low_contrast", "edge", "occluded")},
+            "false_positives": {"duplicate": duplicates, "wrong_class": 0, "poor_mask": 0, "distractor": 0,
+                                "background": fp - duplicates, "at_edge": 3},
+            "duplicate_pairs": duplicates, "frames_with_duplicates": min(duplicates, 1),
+        },
+        "worst_frames": [{"frame": 3, "seed": 3, "false_positives": 2, "fp_kinds": ["background", "duplicate"],
+                          "misses": 1, "gt": 4, "picture": "/tmp/x/ood_worst_1.png"}],
+    }
+
+
 def full_report() -> dict:
     return {
         "settings": {},
         "model": {"frames": 10, **ap(0.85)},
+        "ood": ood(0.4, 0.92, 0.75, 2),
         "pipeline": {
             "videos": 1, "frames": 20, "pipeline": ap(0.70), "model_same_frames": ap(0.705),
             "ap_difference": {"segm": {"AP": -0.005}, "bbox": {"AP": -0.02}}, "tracking": mot(0.95, 0.89),
@@ -39,6 +66,10 @@ def test_targets_pass_and_fail() -> None:
     status = {t["name"].split(" (peer")[0]: t["status"] for t in report["targets"]}
     assert status == {
         "model mask AP@[.5:.95] (held-out frames)": "PASS",
+        "OOD precision (score >= 0.5, mask IoU 0.5)": "FAIL",
+        "OOD recall (score >= 0.5, mask IoU 0.5)": "PASS",
+        "OOD mask AP@[.5:.95]": "PASS",
+        "OOD duplicate pairs (published, same frame, mask IoU > 0.5)": "FAIL",
         "pipeline mask AP - model mask AP (same frames)": "PASS",
         "pipeline box AP - model box AP (same frames)": "FAIL",
         "pipeline IDF1": "FAIL",
@@ -53,6 +84,15 @@ def test_skipped_sections_are_skip_not_fail() -> None:
     report = rep.finalize({"settings": {}, "model": None, "pipeline": None, "tracker": None})
     assert {t["status"] for t in report["targets"]} == {"SKIP"}
     assert report["passed"] is True
+    assert sum(t["name"].startswith("OOD ") for t in report["targets"]) == 4
+
+
+@pytest.mark.parametrize(("section", "passed"), [(ood(0.95, 0.9, 0.7, 0), True), (ood(0.95, 0.88, 0.7, 0), False),
+                                                 (ood(0.95, 0.95, 0.69, 0), False), (ood(0.95, 0.95, 0.8, 1), False)])
+def test_ood_targets_at_their_bounds(section: dict, passed: bool) -> None:
+    targets = [t for t in rep.check_targets({"settings": {}, "ood": section}) if t["name"].startswith("OOD ")]
+    assert len(targets) == 4 and all(t["status"] == "PASS" for t in targets) is passed
+    assert {t["status"] for t in targets} <= {"PASS", "FAIL"}
 
 
 def test_report_writes_json_and_png(tmp_path: Path) -> None:
@@ -66,6 +106,9 @@ def test_report_writes_json_and_png(tmp_path: Path) -> None:
         rep.render(report, console)
         text = console.export_text()
         assert "targets" in text and ("FAIL" in text if name == "full" else "SKIP" in text)
+        if name == "full":
+            assert "model, out-of-distribution frames" in text and "objects: low contrast" in text
+            assert "/tmp/x/ood_worst_1.png" in text and "Duplicate pairs (mask IoU > 0.5): 2 in 1 frames" in text
 
 
 def parse(argv: list[str]):
@@ -80,8 +123,8 @@ def parse(argv: list[str]):
 
 
 def test_eval_command_tracker_only(tmp_path: Path) -> None:
-    args = parse(["eval", "--skip-model", "--skip-pipeline", "--tracker-clips", "1", "--tracker-frames", "12",
-                  "--out", str(tmp_path)])
+    args = parse(["eval", "--skip-model", "--skip-pipeline", "--skip-ood", "--tracker-clips", "1", "--tracker-frames",
+                  "12", "--out", str(tmp_path)])
     assert args.func(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert [lvl["level"] for lvl in report["tracker"]["levels"]] == [0, 1, 2, 3]
@@ -122,7 +165,7 @@ def test_eval_command_reports_the_chosen_precision_beside_fp32(tmp_path: Path) -
 
     from pipeline.precision import probe_capabilities, resolve_precision
 
-    args = parse(["eval", "--weights", "none", "--frames", "2", "--skip-pipeline", "--skip-tracker",
+    args = parse(["eval", "--weights", "none", "--frames", "2", "--skip-pipeline", "--skip-tracker", "--skip-ood",
                   "--out", str(tmp_path)])
     assert args.precision == "auto"
     assert args.func(args) == 0
@@ -135,3 +178,21 @@ def test_eval_command_reports_the_chosen_precision_beside_fp32(tmp_path: Path) -
         assert report["model_fp32"]["precision"] == "fp32 (as set)" and report["model_fp32"]["frames"] == 2
         names = [t["name"] for t in report["targets"]]
         assert f"model mask AP in {chosen.precision} - in fp32 (same frames)" in names
+
+
+def test_eval_command_ood_only(tmp_path: Path) -> None:
+    """Random weights on 3 OOD frames: the section, its targets and the worst frame's picture are written; the
+    published score defaults to the shipped pipeline.yaml's."""
+    args = parse(["eval", "--weights", "none", "--skip-model", "--skip-pipeline", "--skip-tracker",
+                  "--ood-frames", "3", "--ood-worst", "1", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"] is None and report["tracker"] is None
+    ood = report["ood"]
+    assert ood["frames"] == 3 and ood["score_threshold"] == 0.5 and ood["codec"].startswith("h264")
+    assert ood["at_threshold"]["all"]["gt"] == ood["gt_instances"] > 0
+    assert report["settings"]["ood"]["frames"] == 3
+    assert [t["status"] for t in report["targets"] if t["name"].startswith("OOD ")] != ["SKIP"] * 4
+    for w in ood["worst_frames"]:
+        assert Path(w["picture"]).parent == tmp_path and Path(w["picture"]).is_file()
+    assert len(ood["worst_frames"]) == 1  # random weights miss objects in every frame
