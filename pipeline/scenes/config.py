@@ -3,6 +3,17 @@
 Sizes, speeds and accelerations are given at the 320x240 *reference* resolution and
 scaled by ``SceneConfig.scale`` (``min(width, height) / 240``), so that the same
 config at 640x480 gives a scene that looks the same, only sharper.
+
+``variety`` picks how much the scenes vary beyond the objects themselves:
+
+- ``"rich"`` (the default, for new training runs): backgrounds of many kinds (flat, gradients,
+  noise of several distributions and scales, textures, clutter), static distractors that are not
+  one of the classes (ellipses, bars, rings, crosses, blobs, crescents, pentagons and hexagons;
+  behind or in front of the objects, never in the ground truth), lighting (gain fields, brightness,
+  contrast, slow flicker), low-contrast objects, per-scene sensor noise and blur, JPEG artefacts,
+  objects placed across the frame's edges, and sizes drawn log-uniformly from 8 to 150 px.
+- ``"classic"``: the scenes the shipped model was trained on (bit-identical to the generator before
+  ``variety`` existed): textured muted backgrounds, objects only, sizes uniform in 16..90 px.
 """
 
 from __future__ import annotations
@@ -38,8 +49,8 @@ class SceneConfig:
     num_frames: int | None = 300  # frames in the clip; None: endless
     min_objects: int = 2  # fewest objects present (entering, visible or leaving); refilled at once by spawning
     max_objects: int = 6  # most objects present; no spawning while this many exist
-    min_size: float = 16.0  # smallest object size (circle diameter, square side...), px at 320x240
-    max_size: float = 90.0  # largest object size, px at 320x240
+    min_size: float | None = None  # smallest object size (circle diameter, square side...), px at 320x240; None: the variety's (classic 16, rich 8)
+    max_size: float | None = None  # largest object size, px at 320x240; None: the variety's (classic 90, rich 150)
     min_speed: float = 20.0  # slowest object speed, px/s at 320x240 (> 0 so that every object eventually leaves)
     max_speed: float = 90.0  # fastest object speed, px/s at 320x240
     max_accel: float = 40.0  # bound on each object's acceleration (a slowly varying random vector), px/s^2 at 320x240
@@ -49,12 +60,26 @@ class SceneConfig:
     noise_sigma: float = 3.0  # standard deviation of per-frame Gaussian sensor noise, in 8-bit grey levels; 0: none
     blur: bool = True  # mild [1, 2, 1] x [1, 2, 1] / 16 blur of every frame before the sensor noise
     min_visible_area: int = 20  # an object with fewer visible pixels than this is left out of that frame's GT
+    variety: str = "rich"  # "rich": many backgrounds, distractors, lighting, JPEG, edge placement (module docstring); "classic": as before
 
     def __post_init__(self) -> None:
-        problems = _problems({f.name: getattr(self, f.name) for f in fields(self)})
+        values = _with_size_defaults({f.name: getattr(self, f.name) for f in fields(self)})
+        object.__setattr__(self, "min_size", values["min_size"])
+        object.__setattr__(self, "max_size", values["max_size"])
+        problems = _problems(values)
         if problems:
             name, value, expected = problems[0]
             raise ConfigError(f"SceneConfig.{name}: got {value!r}, expected {expected}")
+
+    @property
+    def rich(self) -> bool:
+        """Whether the scene uses the rich variety (see the module docstring)."""
+        return self.variety == "rich"
+
+    @property
+    def size_range(self) -> tuple[float, float]:
+        """``(min_size, max_size)`` in px at 320x240, the variety's defaults filled in."""
+        return float(self.min_size or 0.0), float(self.max_size or 0.0)
 
     @property
     def scale(self) -> float:
@@ -68,7 +93,7 @@ class SceneConfig:
         Keys: ``seed``, ``size`` (``WxH``), ``width``, ``height``, ``fps``, ``frames`` (``0`` or
         ``inf``: endless), ``objects`` (``N`` or ``MIN-MAX``), ``sizes`` (``MIN-MAX`` px), ``speed``
         (``MIN-MAX`` px/s), ``accel``, ``rotate`` (bool), ``spin``, ``spawn``, ``noise``, ``blur``
-        (bool), ``min_area``. ``synthetic:`` alone gives the defaults. An unknown or repeated key,
+        (bool), ``min_area``, ``variety`` (``rich`` or ``classic``). ``synthetic:`` alone gives the defaults. An unknown or repeated key,
         or a bad value, raises ``ConfigError`` naming the url, the key, the value and what was expected.
         """
         if not isinstance(url, str) or not url.startswith(URL_PREFIX):
@@ -104,7 +129,7 @@ class SceneConfig:
             for name, v in parsed.items():
                 kwargs[name] = v
                 key_of_field[name] = key
-        values = {f.name: kwargs.get(f.name, f.default) for f in fields(cls)}
+        values = _with_size_defaults({f.name: kwargs.get(f.name, f.default) for f in fields(cls)})
         problems = _problems(values)
         if problems:
             name, value, expected = problems[0]
@@ -125,6 +150,24 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+VARIETIES: tuple[str, ...] = ("rich", "classic")
+"""Values of ``SceneConfig.variety``; the first is the default."""
+
+_SIZE_DEFAULTS = {"classic": (16.0, 90.0), "rich": (8.0, 150.0)}  # (min_size, max_size) px at 320x240
+
+
+def _with_size_defaults(v: dict[str, Any]) -> dict[str, Any]:
+    """``v`` with a ``None`` ``min_size``/``max_size`` replaced by the variety's default (an unknown
+    variety is left for :func:`_problems` to report)."""
+    low, high = _SIZE_DEFAULTS.get(v["variety"], (None, None)) if isinstance(v["variety"], str) else (None, None)
+    out = dict(v)
+    if out["min_size"] is None and low is not None:
+        out["min_size"] = low
+    if out["max_size"] is None and high is not None:
+        out["max_size"] = high
+    return out
+
+
 def _problems(v: dict[str, Any]) -> list[_Problem]:
     """Every problem with a config's field values, cross-field ones last; empty when valid."""
     out: list[_Problem] = []
@@ -133,6 +176,7 @@ def _problems(v: dict[str, Any]) -> list[_Problem]:
         if not ok:
             out.append((name, v[name], expected))
 
+    need("variety", isinstance(v["variety"], str) and v["variety"] in VARIETIES, f"one of {', '.join(VARIETIES)}")
     need("seed", _is_int(v["seed"]) and v["seed"] >= 0, "an integer >= 0")
     for name in ("width", "height"):
         need(name, _is_int(v[name]) and 32 <= v[name] <= 8192, "an integer in 32..8192")
@@ -242,4 +286,5 @@ _URL_KEYS: MappingProxyType[str, tuple[Callable[[str], dict[str, Any]], str]] = 
     "noise": (_field("noise_sigma", _parse_float), "a number in [0, 40]"),
     "blur": (_field("blur", _parse_bool), "a bool (1/0, true/false, yes/no, on/off)"),
     "min_area": (_field("min_visible_area", _parse_int), "an integer >= 1 (px)"),
+    "variety": (_field("variety", str.lower), "rich or classic"),
 })

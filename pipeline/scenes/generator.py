@@ -13,6 +13,9 @@ Ground truth rules:
   hidden); ids in GT are not necessarily contiguous.
 - Instances are listed by increasing ``track_id``.
 - Masks are exact for the image before blur and noise (pixel centre inside the shape).
+- Distractors (rich variety, :mod:`pipeline.scenes.distractors`) are never instances; one
+  drawn in front of an object hides its pixels like a nearer object does. Lighting, contrast,
+  blur, noise and JPEG compression change pixel values only, never the masks.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import numpy as np
 
 from pipeline.scenes.background import SensorNoise, develop, make_background
 from pipeline.scenes.config import CLASS_NAMES, SceneConfig
+from pipeline.scenes.effects import jpeg_round_trip, object_contrast, toward
 from pipeline.scenes.motion import World
 from pipeline.scenes.shapes import Stamp, rasterize
+from pipeline.scenes.style import SceneStyle, classic_style, draw_style
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,9 +75,16 @@ class SceneGenerator:
 
     def __init__(self, config: SceneConfig) -> None:
         self.config = config
-        bg_seq, noise_bank_seq, world_seq, frame_noise_seq = np.random.SeedSequence(config.seed).spawn(4)
-        self._background = make_background(np.random.default_rng(bg_seq), config.width, config.height, config.scale)
-        self._noise = SensorNoise(np.random.default_rng(noise_bank_seq), config.width, config.height, config.noise_sigma)
+        # a fifth child for the rich variety: the first four (and so the classic scenes) stay as they were
+        bg_seq, noise_bank_seq, world_seq, frame_noise_seq, style_seq = np.random.SeedSequence(config.seed).spawn(5)
+        if config.rich:
+            self.style: SceneStyle = draw_style(np.random.default_rng(style_seq), config)
+        else:
+            background = make_background(np.random.default_rng(bg_seq), config.width, config.height, config.scale)
+            self.style = classic_style(background, config)
+        self._background = self.style.background
+        self._noise = SensorNoise(np.random.default_rng(noise_bank_seq), config.width, config.height,
+                                  self.style.noise_sigma)
         self._world_seq = world_seq
         self._frame_noise_seq = frame_noise_seq
 
@@ -91,19 +103,39 @@ class SceneGenerator:
             yield self._render(index, world, noise_rng)
             index += 1
 
+    def _layers(self, world: World) -> list[tuple[float, int, int, Stamp]]:
+        """What is drawn, far to near: ``(z, track id, label, stamp)``; distractors have track id and label 0."""
+        cfg = self.config
+        layers = [(z, 0, 0, stamp) for z, stamp in self.style.distractors]
+        for obj in world.objects:
+            stamp = rasterize(obj.appearance, obj.x, obj.y, obj.angle, cfg.width, cfg.height)
+            if stamp is not None:
+                layers.append((obj.z, obj.track_id, obj.appearance.label, self._contrasted(stamp, obj.track_id)))
+        layers.sort(key=lambda layer: (layer[0], layer[1]))
+        return layers
+
+    def _contrasted(self, stamp: Stamp, track_id: int) -> Stamp:
+        """``stamp`` with its colours pulled towards the background under it (rich variety, low-contrast objects)."""
+        if not self.config.rich:
+            return stamp
+        factor = object_contrast(self.config.seed, track_id)
+        if factor == 1.0:
+            return stamp
+        under = self._background[stamp.y0 : stamp.y1, stamp.x0 : stamp.x1][stamp.mask]
+        mean = under.sum(axis=0, dtype=np.int64).astype(np.float32) / np.float32(len(under))  # integer sum: exact
+        return Stamp(stamp.y0, stamp.y1, stamp.x0, stamp.x1, stamp.mask, toward(stamp.colors, mean, factor))
+
     def _render(self, index: int, world: World, noise_rng: np.random.Generator) -> SceneFrame:
         cfg = self.config
         h, w = cfg.height, cfg.width
         canvas = self._background.copy()
-        owner = np.zeros((h, w), np.uint8)  # 1 + position in draw order of the object seen at each pixel
-        drawn: list[tuple[int, int, int, Stamp]] = []  # (owner value, track id, label, stamp)
-        for k, obj in enumerate(sorted(world.objects, key=lambda o: (o.z, o.track_id)), start=1):
-            stamp = rasterize(obj.appearance, obj.x, obj.y, obj.angle, w, h)
-            if stamp is None:
-                continue
+        owner = np.zeros((h, w), np.uint16)  # 1 + position in draw order of the layer seen at each pixel
+        drawn: list[tuple[int, int, int, Stamp]] = []  # objects only: (owner value, track id, label, stamp)
+        for k, (_, track_id, label, stamp) in enumerate(self._layers(world), start=1):
             canvas[stamp.y0 : stamp.y1, stamp.x0 : stamp.x1][stamp.mask] = stamp.colors
             owner[stamp.y0 : stamp.y1, stamp.x0 : stamp.x1][stamp.mask] = k
-            drawn.append((k, obj.track_id, obj.appearance.label, stamp))
+            if label:
+                drawn.append((k, track_id, label, stamp))
         instances = []
         for k, track_id, label, st in drawn:
             visible = owner[st.y0 : st.y1, st.x0 : st.x1] == k
@@ -117,5 +149,14 @@ class SceneGenerator:
             box = (float(st.x0 + cx0), float(st.y0 + ry0), float(st.x0 + cx1), float(st.y0 + ry1))
             instances.append(GtInstance(track_id, label, CLASS_NAMES[label], mask, box))
         instances.sort(key=lambda g: g.track_id)
-        image = develop(canvas, cfg.blur, self._noise.sample(noise_rng))
-        return SceneFrame(index=index, image=image, instances=tuple(instances))
+        return SceneFrame(index=index, image=self._camera(canvas, index, noise_rng), instances=tuple(instances))
+
+    def _camera(self, canvas: np.ndarray, index: int, noise_rng: np.random.Generator) -> np.ndarray:
+        """Light, blur, sensor noise, compression: the composed ``canvas`` as the camera delivers it."""
+        style = self.style
+        if style.lighting is not None:
+            canvas = style.lighting.apply(canvas, index)
+        image = develop(canvas, style.blur, self._noise.sample(noise_rng))
+        if style.jpeg_quality is not None:
+            image = jpeg_round_trip(image, style.jpeg_quality)
+        return image

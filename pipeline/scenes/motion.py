@@ -3,7 +3,8 @@
 Units inside this module are frame pixels and frames (the config's per-second values
 at 320x240 are converted once, in ``MotionParams``).
 
-Life of an object: the first objects are placed anywhere in the frame; later ones
+Life of an object: the first objects are placed anywhere in the frame (rich variety: a third of
+them across an edge, partly outside); later ones
 spawn just outside an edge (their bounding circle already touching the frame), heading
 into it. An object is removed, for good, on the first step after its bounding box no
 longer meets the frame. While fewer than ``min_objects`` exist, new ones spawn at once;
@@ -22,6 +23,7 @@ from pipeline.scenes.config import CLASS_NAMES, SceneConfig
 from pipeline.scenes.shapes import Appearance, random_appearance
 
 _ACCEL_TIME_S = 1.0  # correlation time of an object's acceleration, seconds
+_EDGE_SHARE = 0.35  # rich variety: first objects centred across a frame edge (partly outside): the clipped cases, often
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,18 @@ class MotionParams:
     spawn_prob: float  # per frame
     min_objects: int
     max_objects: int
+    log_sizes: bool = False  # sizes log-uniform in [min_size, max_size] (small and large equally often); else uniform
+    edge_share: float = 0.0  # share of the first objects centred across a frame edge
 
     @classmethod
     def from_config(cls, config: SceneConfig) -> "MotionParams":
         s, fps = config.scale, config.fps
+        min_size, max_size = config.size_range
         return cls(
             width=config.width,
             height=config.height,
-            min_size=config.min_size * s,
-            max_size=config.max_size * s,
+            min_size=min_size * s,
+            max_size=max_size * s,
             min_speed=config.min_speed * s / fps,
             max_speed=config.max_speed * s / fps,
             max_accel=config.max_accel * s / (fps * fps),
@@ -59,6 +64,8 @@ class MotionParams:
             spawn_prob=min(1.0, config.spawn_rate / fps),
             min_objects=config.min_objects,
             max_objects=config.max_objects,
+            log_sizes=config.rich,
+            edge_share=_EDGE_SHARE if config.rich else 0.0,
         )
 
 
@@ -100,7 +107,16 @@ class World:
         for _ in range(count):
             app = self._new_appearance()
             x, y = float(rng.uniform(0, self._p.width)), float(rng.uniform(0, self._p.height))
+            if self._p.edge_share > 0 and rng.random() < self._p.edge_share:
+                x, y = self._across_edge(x, y, app.radius)
             self._add(app, x, y, float(rng.uniform(0, 2 * math.pi)))
+
+    def _across_edge(self, x: float, y: float, radius: float) -> tuple[float, float]:
+        """``(x, y)`` moved onto a random frame edge, then up to half the radius in or out of the frame."""
+        p, rng = self._p, self._rng
+        edge = int(rng.integers(4))  # 0 top, 1 right, 2 bottom, 3 left
+        d = radius * float(rng.uniform(-0.5, 0.5))
+        return [(x, d), (p.width + d, y), (x, p.height + d), (d, y)][edge]
 
     def step(self) -> None:
         """Advance one frame: move, drop objects that left, spawn new ones."""
@@ -157,7 +173,11 @@ class World:
 
     def _new_appearance(self) -> Appearance:
         label = self._next_label()
-        size = float(self._rng.uniform(self._p.min_size, self._p.max_size))
+        p = self._p
+        if p.log_sizes:
+            size = math.exp(float(self._rng.uniform(math.log(p.min_size), math.log(p.max_size))))
+        else:
+            size = float(self._rng.uniform(p.min_size, p.max_size))
         return random_appearance(self._rng, label, size)
 
     def _add(self, app: Appearance, x: float, y: float, heading: float) -> None:

@@ -117,7 +117,7 @@ def rasterize(app: Appearance, cx: float, cy: float, angle: float, width: int, h
     if not mask.any():
         return None
     um, vm = u[mask], v[mask]
-    return Stamp(y0, y1, x0, x1, mask, _shade(app, um, vm))
+    return Stamp(y0, y1, x0, x1, mask, shade(app, um, vm))
 
 
 def _inside(label: int, size: float, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ def _inside(label: int, size: float, u: np.ndarray, v: np.ndarray) -> np.ndarray
     raise ValueError(f"no shape for label {label}")
 
 
-def _shade(app: Appearance, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def shade(app: Appearance, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """RGB uint8 ``(n, 3)`` of the texture at object-local points ``u``, ``v`` (float32 ``(n,)``)."""
     if app.texture == "solid":
         return np.broadcast_to(np.rint(app.color1).astype(np.uint8), (u.shape[0], 3))
