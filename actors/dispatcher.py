@@ -8,9 +8,11 @@ while that ``submit`` call runs, never after it: Ray keeps about half a kilobyte
 (the source) for every object a callee still holds when its call returns, which over days of frames
 is a leak (docs/bench/soak.md). A batch fires at
 ``max_batch_size`` frames or after ``max_wait_ms``, on the replica with the fewest batches in
-flight (at most ``max_batches_in_flight`` each). A batch whose replica died is run again on
-another one (``supervision.max_batch_retries``); a batch the model fails on gives every frame
-the error. Results go to each stream's output actor, one call per stream and batch.
+flight (at most ``max_batches_in_flight`` each), taking the streams' frames in turns
+(``stream_turn_frames``). A batch whose replica died is run again on another one
+(``supervision.max_batch_retries``); a batch the model fails on gives every frame the error.
+Results go to each stream's output actor, one call per stream and batch, with the frames'
+references only when a sink draws on the pixels.
 """
 
 from __future__ import annotations
@@ -48,17 +50,20 @@ class _Pending:
 
 
 class Dispatcher:
-    def __init__(self, inference: InferenceConfig, supervision: SupervisionConfig, *, names: RunNames) -> None:
+    def __init__(self, inference: InferenceConfig, supervision: SupervisionConfig, *, names: RunNames,
+                 deliver_frames: bool = True) -> None:
         # Replicas are found by name (small constructor arguments: Ray can always restart this actor).
         self.replicas = [ray.get_actor(names.inference(i)) for i in range(inference.replicas)]
         self.names = names
+        # The outputs get the frames' references only when a sink draws on the pixels (the annotated video).
+        self.deliver_frames = deliver_frames
         self.incarnation_id = uuid.uuid4().hex[:12]
         self.max_batches_in_flight = inference.max_batches_in_flight
         self.max_batch_retries = supervision.max_batch_retries
         self.restart_timeout_s = supervision.restart_timeout_s
         self.accumulator: BatchAccumulator[_Pending] = BatchAccumulator(
             max_batch_size=inference.max_batch_size, max_wait_ms=inference.max_wait_ms,
-            key=lambda pending: pending.meta.stream_id,
+            key=lambda pending: pending.meta.stream_id, turn_size=inference.stream_turn_frames,
         )
         self.in_flight_batches = [0] * len(self.replicas)
         self.outputs = HandleCache()
@@ -226,7 +231,7 @@ class Dispatcher:
             return
         try:
             # Refs inside a list: Ray passes them on unresolved; the output reads the pixels only if a sink needs them.
-            await output.push.options(enable_task_events=False).remote(results, refs)
+            await output.push.options(enable_task_events=False).remote(results, refs if self.deliver_frames else None)
         except ray.exceptions.RayError as exc:
             # The output is restarting: its source sees the new incarnation and sends these frames again.
             log.warning("stream %r: output unavailable for %d results: %s", stream_id, len(results), type(exc).__name__)

@@ -6,8 +6,7 @@ import os
 import time
 from typing import Any
 
-import ray
-
+from actors.frame_refs import fetch_frames
 from pipeline.config import ModelConfig
 from pipeline.errors import MaskstreamError
 from pipeline.naming import BENCHMARK_ARCH
@@ -86,7 +85,7 @@ class InferenceWorker:
         if self.init_error is not None:
             return [FrameResult(meta=meta, error=self.init_error) for meta in metas]
         with self.clock.stage("get"):
-            images = self._fetch(frame_refs)
+            images = fetch_frames(metas, frame_refs)
         present = [i for i, image in enumerate(images) if image is not None]
         results: list[FrameResult | None] = [None] * len(metas)
         if not present:
@@ -105,17 +104,3 @@ class InferenceWorker:
         for i, dets in zip(present, detections, strict=True):
             results[i] = FrameResult(meta=metas[i], instances=instances_from_detections(dets), inferred_at=now)
         return results
-
-    @staticmethod
-    def _fetch(frame_refs: list[Any]) -> list[Any]:
-        try:
-            return list(ray.get(frame_refs))
-        except ray.exceptions.ObjectLostError:
-            pass
-        images: list[Any] = []
-        for ref in frame_refs:  # one or more is lost: keep the others
-            try:
-                images.append(ray.get(ref))
-            except ray.exceptions.ObjectLostError:
-                images.append(None)
-        return images

@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from actors.frame_refs import fetch_frames
 from actors.names import HandleCache, RunNames, kv_get, kv_put
 from pipeline.config import SinksConfig, TrackingConfig
 from pipeline.errors import SinkError
@@ -76,24 +77,28 @@ class OutputWorker:
         self._save()
         return attached, self.incarnation
 
-    def push(self, results: list[FrameResult], frame_refs: list[Any]) -> int:
-        """Results of one batch for this stream (any order, maybe repeats); returns frames published."""
+    def push(self, results: list[FrameResult], frame_refs: list[Any] | None = None) -> int:
+        """Results of one batch for this stream (any order, maybe repeats), with the frames' references when a
+        sink draws on the pixels; returns frames published."""
         needs_image = any(s.needs_image for n, s in self.output.sinks.items() if n not in self.output.sink_errors)
-        delivered = []
-        with self.output.clock.stage("fetch"):
-            for result, ref in zip(results, frame_refs, strict=True):
-                image = None
-                if needs_image and result.meta.epoch == self.output.checkpoint.epoch:
-                    try:
-                        image = ray.get(ref)
-                    except ray.exceptions.ObjectLostError:
-                        continue  # its source died: the restarted source sends the frame again
-                delivered.append(Delivered(result, image))
+        delivered = [Delivered(result) for result in results]
+        if needs_image and frame_refs is not None:
+            with self.output.clock.stage("fetch"):
+                delivered = self._with_images(results, frame_refs)
         published = self.output.push(delivered)
         if published:
             self._save()
             self._ack()
         return published
+
+    def _with_images(self, results: list[FrameResult], frame_refs: list[Any]) -> list[Delivered]:
+        """The results with their frames' pixels (an older epoch's without: they are dropped as stale); a frame
+        whose object is lost is left out: its source died, and the restarted source sends it again."""
+        epoch = self.output.checkpoint.epoch
+        current = [i for i, r in enumerate(results) if r.meta.epoch == epoch]
+        images = dict(zip(current, fetch_frames([results[i].meta for i in current], [frame_refs[i] for i in current]),
+                          strict=True))
+        return [Delivered(r, images.get(i)) for i, r in enumerate(results) if i not in images or images[i] is not None]
 
     def status(self, event: StreamStatus) -> None:
         self.output.status(event)

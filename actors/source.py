@@ -9,7 +9,9 @@ frames still in the window are sent again and the output drops what it already h
 
 Two threads: the decoder fills a bounded ``FrameQueue`` (waits when full for files, drops the
 oldest for live streams); the sender puts frames into the object store and submits them while
-the window has room.
+the window has room. Frames sent together are put as one object (a ``FrameBundle``): a file is
+sent in bundles of ``_SUBMIT_BATCH_FRAMES``; a camera or a paced file sends what is decoded as
+soon as the decoder has nothing more waiting (a frame never waits for a later one).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from actors.names import HandleCache, RunNames, kv_get
 from pipeline.config import BackpressureConfig, StreamConfig, SupervisionConfig
 from pipeline.errors import DecodeError, MaskstreamError
 from pipeline.frame_queue import FrameQueue
-from pipeline.frames import TransferFormat, frame_size
+from pipeline.frames import FrameBundle, TransferFormat, frame_size
 from pipeline.messages import FrameMeta, StreamEnd, StreamInfo, StreamStatus
 from pipeline.output import Attached, OutputCheckpoint
 from pipeline.replay import ReplayWindow
@@ -44,8 +46,9 @@ _CALL_TIMEOUT_S = 30.0
 # on a CPU replica; a slower model only costs a repeated inference, never a repeated publication.
 _QUIET_PROBES_BEFORE_RESEND = 5
 _MAX_QUIET_PROBES = 80
-# Frames already decoded are submitted together, up to this many per call (and half the window, so that two
-# calls are in flight): one Ray call for several frames when decoding is ahead, one per frame when it is not.
+# Frames submitted together, as one object and one call, up to this many (and half the window, so that two
+# bundles are in flight): a file waits for this many decoded frames; a live or paced stream sends what it has
+# whenever its decoder has nothing more waiting. More per bundle costs memory held until its last frame is out.
 _SUBMIT_BATCH_FRAMES = 8
 
 
@@ -62,6 +65,8 @@ class SourceWorker:
         self.handles = HandleCache()
         self.probe_interval_s = supervision.probe_interval_s
         self.live = stream.loop or is_live_url(stream.url) or stream.realtime
+        # A camera or a paced file is latency-bound: a decoded frame goes out without waiting for the next one.
+        self.low_latency = is_live_url(stream.url) or stream.realtime
         self.queue: FrameQueue[DecodedFrame] = FrameQueue(
             capacity=backpressure.live_queue_frames if self.live else 2, drop_oldest=self.live
         )
@@ -82,7 +87,7 @@ class SourceWorker:
         self.output_incarnation: str | None = None
         self.dispatcher_incarnation: str | None = None
         self._replies: list[Any] = []  # replies of submits not read yet (see _read_replies)
-        self._outbox: list[tuple[FrameMeta, Any]] = []  # in the window, not sent yet (sent together, see _submit)
+        self._outbox: list[tuple[FrameMeta, Any]] = []  # (meta, pixels) numbered, not yet put nor in the window
         self._submit_batch_frames = max(1, min(_SUBMIT_BATCH_FRAMES, backpressure.max_in_flight_per_stream // 2))
         self._stop = threading.Event()
         self.decoded = 0
@@ -248,30 +253,41 @@ class SourceWorker:
             self.queue.close()
 
     def _submit(self, frame: DecodedFrame) -> None:
-        """Put the frame into the object store and the window; send it with the frames after it that are
-        already decoded (one submit call for up to ``_SUBMIT_BATCH_FRAMES``), or at once when none is."""
-        if self.window.full:
+        """Number the frame and keep it in the outbox; send the outbox as one bundle when it is full, when the
+        window has no more room, or, for a latency-bound stream, when no other frame is decoded yet."""
+        if self._full():
             self._flush()
         self._wait_for_room()
         if self.attached is None:
             return
         height, width = frame_size(frame.image)
-        seq = self.window.next_seq
-        meta = FrameMeta(stream_id=self.stream.id, index=frame.index + self.index_base, seq=seq, pts_s=frame.pts_s,
-                         captured_at=frame.captured_at, width=width, height=height)
-        with self.clock.stage("put"):
-            ref = ray.put(frame.image)
-        with self._window_changed:
-            self.window.add(seq, (meta, ref))
+        meta = FrameMeta(stream_id=self.stream.id, index=frame.index + self.index_base, seq=self._next_seq(),
+                         pts_s=frame.pts_s, captured_at=frame.captured_at, width=width, height=height)
+        self._outbox.append((meta, frame.image))
         self.submitted += 1
-        self._outbox.append((meta, ref))
-        if len(self._outbox) >= self._submit_batch_frames or len(self.queue) == 0 or self.window.full:
+        if (len(self._outbox) >= self._submit_batch_frames or self._full()
+                or (self.low_latency and len(self.queue) == 0)):
             self._flush()
 
+    def _next_seq(self) -> int:
+        """The ``seq`` of the next frame: after the window's and the outbox's."""
+        return self.window.next_seq + len(self._outbox)
+
+    def _full(self) -> bool:
+        return len(self.window) + len(self._outbox) >= self.window.capacity
+
     def _flush(self) -> None:
-        frames, self._outbox = self._outbox, []
-        if frames:
-            self._send(frames)
+        """Put the outbox's frames into the object store as one ``FrameBundle``, keep them in the window, send them."""
+        pending, self._outbox = self._outbox, []
+        if not pending:
+            return
+        with self.clock.stage("put"):
+            ref = ray.put(FrameBundle(tuple(pixels for _, pixels in pending)))
+        frames = [(dataclasses.replace(meta, slot=slot), ref) for slot, (meta, _) in enumerate(pending)]
+        with self._window_changed:
+            for meta, _ in frames:
+                self.window.add(meta.seq, (meta, ref))
+        self._send(frames)
 
     def _send(self, frames: list[tuple[FrameMeta, Any]]) -> None:
         """Submit frames to the dispatcher, stamped with the current epoch, without waiting for the replies
@@ -312,8 +328,8 @@ class SourceWorker:
                 return
 
     def _wait_for_room(self) -> None:
-        """Block while the window is full; probe downstream when no acknowledgement came for a while."""
-        self._wait_for_window(lambda: not self.window.full)
+        """Block while the window and the outbox are full; probe downstream when no acknowledgement came for a while."""
+        self._wait_for_window(lambda: not self._full())
 
     def _wait_for_window(self, done: Callable[[], bool]) -> None:
         """Block until ``done()`` holds for the window (checked whenever an acknowledgement arrives); after
@@ -385,7 +401,7 @@ class SourceWorker:
         self._resend()
 
     def _resend(self) -> None:
-        self._outbox = []  # in the window too: sent now with the rest
+        """Send every frame of the window again (the outbox's have not been sent: they go with the next flush)."""
         with self._window_changed:
             frames = [u.item for u in self.window.unacked()]
         self.resent += len(frames)
@@ -421,7 +437,7 @@ class SourceWorker:
             self._send_status(event)
 
     def _send_status(self, event: StreamStatus) -> None:
-        stamped = dataclasses.replace(event, seq=self.window.next_seq)
+        stamped = dataclasses.replace(event, seq=self._next_seq())
         self._call_output(lambda o: o.status.remote(stamped))
 
     def _call_output(self, call: Any) -> Any:

@@ -33,6 +33,7 @@ from actors.source import SourceWorker
 from pipeline.config import PipelineConfig, StreamConfig
 from pipeline.errors import InferenceError, SinkError
 from pipeline.messages import StreamStatus
+from pipeline.sinks.factory import sinks_need_frames
 from pipeline.stats import DispatcherStats, OutputStats, ReplicaInfo, RestartRecord, SourceStats
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class Supervisor:
         in_flight = len(self.config.streams) * self.config.backpressure.max_in_flight_per_stream
         dispatcher = ray.remote(Dispatcher).options(**self._options(
             num_cpus=0, name=self.names.dispatcher(), max_concurrency=max(1000, 2 * in_flight + 100),
-        )).remote(inference, self.config.supervision, names=self.names)
+        )).remote(inference, self.config.supervision, names=self.names,
+                  deliver_frames=sinks_need_frames(self.config.sinks))
         self.dispatcher = Watched("dispatcher", None, dispatcher)
 
     def _start_output(self, stream: StreamConfig) -> Any:

@@ -2,8 +2,8 @@
 
 A batch is ready when it holds ``max_batch_size`` items, or when its oldest item has
 waited ``max_wait_ms``, whichever comes first. Items leave in arrival order, or, given a
-``key`` (the stream), in turns across keys: a stream that ran ahead does not fill every
-batch while the others wait.
+``key`` (the stream), in turns across keys of up to ``turn_size`` consecutive items each:
+a stream that ran ahead does not fill every batch while the others wait.
 """
 
 from __future__ import annotations
@@ -30,14 +30,20 @@ class BatchAccumulator(Generic[T]):
     ``max_batch_size``: the largest batch (GPU memory and latency grow with it).
     ``max_wait_ms``: how long the oldest item may wait for company; 0 sends whatever
     is there at once (lowest latency, smallest batches).
+    ``turn_size``: with a ``key``, the most consecutive items of one key a turn takes (the key with
+    the oldest item goes first); 1 alternates item by item.
     """
 
-    def __init__(self, *, max_batch_size: int, max_wait_ms: float, key: Callable[[T], Hashable] | None = None) -> None:
+    def __init__(self, *, max_batch_size: int, max_wait_ms: float, key: Callable[[T], Hashable] | None = None,
+                 turn_size: int = 1) -> None:
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if turn_size < 1:
+            raise ConfigError(f"turn_size must be >= 1, got {turn_size}")
         self.max_batch_size = max_batch_size
+        self.turn_size = turn_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._waiting: deque[_Waiting[T]] = deque()
         self._key = key
@@ -73,7 +79,7 @@ class BatchAccumulator(Generic[T]):
         taken: list[_Waiting[T]] = []
         while len(taken) < count:
             for queue in queues.values():
-                if queue and len(taken) < count:
+                for _ in range(min(self.turn_size, len(queue), count - len(taken))):
                     taken.append(queue.popleft())
         chosen = {id(w) for w in taken}
         self._waiting = deque(w for w in self._waiting if id(w) not in chosen)

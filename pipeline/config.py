@@ -275,8 +275,9 @@ class TrackingConfig(_Section):
 
 
 class BackpressureConfig(_Section):
-    # Frames of one stream between decoding and publishing; bounds memory and latency.
-    max_in_flight_per_stream: int = Field(default=16, ge=1, le=1024)
+    # Frames of one stream between decoding and publishing; bounds memory and latency. A file's source sends
+    # bundles of 8 frames: 32 keeps four in flight, so that no actor waits for the one before it to finish.
+    max_in_flight_per_stream: int = Field(default=32, ge=1, le=1024)
     # Decoded frames a live source keeps waiting while the pool is behind; older ones are dropped (and counted).
     live_queue_frames: int = Field(default=2, ge=1, le=1024)
 

@@ -105,6 +105,34 @@ class Yuv420Frame:
 Pixels = Union[np.ndarray, Yuv420Frame]
 
 
+@dataclass(frozen=True)
+class FrameBundle:
+    """Consecutive frames of one stream that its source put into the object store as one object.
+
+    One object for several frames: each ``ray.put`` costs two round trips to the node's object store
+    (create, seal) besides the copy, several times the copy itself for a 720p frame; a bundle pays them once.
+    A frame's reference names its bundle and ``FrameMeta.slot`` its place in ``frames``.
+    """
+
+    frames: tuple[Pixels, ...]
+
+    def __post_init__(self) -> None:
+        if not self.frames:
+            raise DecodeError("FrameBundle needs at least one frame, got none")
+
+
+def frame_in(obj: FrameBundle | Pixels, slot: int) -> Pixels:
+    """The frame at ``slot`` of what a frame reference names: a :class:`FrameBundle`, or one frame's pixels
+    (``slot`` 0). Raises ``DecodeError`` naming the slot and the bundle's size when it is out of range."""
+    if not isinstance(obj, FrameBundle):
+        if slot != 0:
+            raise DecodeError(f"frame slot {slot} of an object holding one frame (expected slot 0)")
+        return obj
+    if not 0 <= slot < len(obj.frames):
+        raise DecodeError(f"frame slot {slot} is outside a bundle of {len(obj.frames)} frames")
+    return obj.frames[slot]
+
+
 def frame_size(pixels: Pixels) -> tuple[int, int]:
     """``(height, width)`` of an RGB array or a :class:`Yuv420Frame`."""
     if isinstance(pixels, Yuv420Frame):

@@ -72,10 +72,14 @@ class FrameMeta:
     # The incarnation of the source actor that sent the frame (0 for its first start, +1 per restart):
     # the stream's output ignores results of an incarnation older than the one now attached. Never published.
     epoch: int = 0
+    # The frame's place in the object its reference names (a source puts several frames as one
+    # ``pipeline.frames.FrameBundle``). Never published.
+    slot: int = 0
 
     def __post_init__(self) -> None:
-        if self.index < 0 or self.seq < 0:
-            raise MessageError(f"stream {self.stream_id!r}: index and seq must be >= 0, got {self.index}, {self.seq}")
+        if self.index < 0 or self.seq < 0 or self.slot < 0:
+            raise MessageError(f"stream {self.stream_id!r}: index, seq and slot must be >= 0, got {self.index}, "
+                               f"{self.seq}, {self.slot}")
         if self.width <= 0 or self.height <= 0:
             raise MessageError(f"stream {self.stream_id!r}: frame size must be positive, got {self.width}x{self.height}")
 

@@ -23,3 +23,14 @@ def build_sinks(stream_id: str, config: SinksConfig) -> dict[str, Sink]:
     if config.video is not None:
         sinks["video"] = VideoSink(stream_id, directory=config.video.dir, crf=config.video.crf)
     return sinks
+
+
+def sinks_need_frames(config: SinksConfig) -> bool:
+    """True when a sink the config enables draws on the frames' pixels (the annotated video): only then do the
+    frames' references travel on to the outputs (each hop of a reference costs Ray bookkeeping with its owner)."""
+    from pipeline.sinks.jsonl_sink import JsonlSink
+    from pipeline.sinks.redis_sink import RedisSink
+    from pipeline.sinks.video_sink import VideoSink
+
+    enabled = [(config.redis, RedisSink), (config.jsonl, JsonlSink), (config.video, VideoSink)]
+    return any(section is not None and sink.needs_image for section, sink in enabled)

@@ -56,3 +56,18 @@ def test_with_a_key_batches_take_turns_across_streams():
     assert acc.take() == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
     assert acc.take() == [("a", 2), ("b", 2), ("a", 3), ("a", 4)]
     assert acc.take() == [("a", 5)] and len(acc) == 0
+
+
+def test_turns_take_up_to_turn_size_consecutive_items_of_a_key():
+    acc = BatchAccumulator(max_batch_size=5, max_wait_ms=0, key=lambda item: item[0], turn_size=2)
+    for i in range(3):
+        acc.add(("a", i), now_s=0.0)
+    for i in range(4):
+        acc.add(("b", i), now_s=1.0)
+    assert acc.take() == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("a", 2)]
+    assert acc.take() == [("b", 2), ("b", 3)] and len(acc) == 0
+
+
+def test_a_turn_size_below_one_is_refused_with_its_value():
+    with pytest.raises(ConfigError, match="turn_size must be >= 1, got 0"):
+        BatchAccumulator(max_batch_size=4, max_wait_ms=0, turn_size=0)

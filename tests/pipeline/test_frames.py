@@ -11,7 +11,7 @@ import torch
 
 from pipeline.errors import DecodeError
 from pipeline.engine.preprocess import read_only_view, yuv420_to_rgb
-from pipeline.frames import Yuv420Frame, as_rgb, frame_size, pixels_from_av, yuv420_to_rgb_numpy
+from pipeline.frames import FrameBundle, Yuv420Frame, as_rgb, frame_in, frame_size, pixels_from_av, yuv420_to_rgb_numpy
 from pipeline.scenes import SceneConfig, SceneGenerator
 
 
@@ -126,3 +126,27 @@ def test_numpy_and_torch_conversions_agree(matrix: str, full_range: bool) -> Non
     device_u8 = (device * 255).floor().to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int16)
     diff = np.abs(host.astype(np.int16) - device_u8)
     assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())  # float32 rounding at integer edges only
+
+
+def test_frame_in_takes_a_bundles_slot_and_passes_a_single_frame_through():
+    frames = tuple(np.full((4, 6, 3), value, np.uint8) for value in (10, 20, 30))
+    bundle = FrameBundle(frames)
+    assert [int(frame_in(bundle, slot)[0, 0, 0]) for slot in range(3)] == [10, 20, 30]
+    assert frame_in(frames[1], 0) is frames[1]
+
+
+@pytest.mark.parametrize("slot", [-1, 3])
+def test_frame_in_refuses_a_slot_outside_the_bundle_naming_both(slot: int):
+    bundle = FrameBundle(tuple(np.zeros((2, 2, 3), np.uint8) for _ in range(3)))
+    with pytest.raises(DecodeError, match=f"slot {slot} is outside a bundle of 3 frames"):
+        frame_in(bundle, slot)
+
+
+def test_frame_in_refuses_a_slot_other_than_0_of_a_single_frame():
+    with pytest.raises(DecodeError, match="frame slot 2 of an object holding one frame"):
+        frame_in(np.zeros((2, 2, 3), np.uint8), 2)
+
+
+def test_an_empty_bundle_is_refused():
+    with pytest.raises(DecodeError, match="at least one frame"):
+        FrameBundle(())
