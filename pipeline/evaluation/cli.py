@@ -41,9 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-ood", action="store_true", help="skip the out-of-distribution part (PIL-drawn shapes)")
     p.add_argument("--ood-frames", type=int, default=200,
                    help="out-of-distribution frames (pipeline.evaluation.ood_scenes; default: %(default)s)")
-    p.add_argument("--ood-score-threshold", type=float, default=None,
-                   help="score at which an instance counts as published for OOD precision/recall (default: "
-                        f"model.score_threshold of the shipped {DEFAULT_TRACKING_CONFIG.name})")
+    p.add_argument("--publish-threshold", type=float, default=None,
+                   help="score at which a detection counts as published, for precision/recall on the held-out and "
+                        f"OOD frames (default: model.score_threshold of the shipped {DEFAULT_TRACKING_CONFIG.name})")
     p.add_argument("--ood-codec", choices=("h264", "none"), default="h264",
                    help="h264: the OOD frames are encoded and decoded again as a user's video (default); "
                         "none: the rendered pixels")
@@ -120,11 +120,14 @@ def _shipped_score_threshold() -> float:
     return float(load_config(DEFAULT_TRACKING_CONFIG).model.score_threshold)
 
 
+def _publish_threshold(args: argparse.Namespace) -> float:
+    return args.publish_threshold if args.publish_threshold is not None else _shipped_score_threshold()
+
+
 def _ood_settings(args: argparse.Namespace) -> Any:
     from pipeline.evaluation.ood_eval import OodSettings
 
-    threshold = args.ood_score_threshold if args.ood_score_threshold is not None else _shipped_score_threshold()
-    return OodSettings(frames=args.ood_frames, score_threshold=threshold, seed_base=args.ood_seed,
+    return OodSettings(frames=args.ood_frames, score_threshold=_publish_threshold(args), seed_base=args.ood_seed,
                        codec=args.ood_codec, worst=args.ood_worst, batch_size=args.batch_size)
 
 
@@ -162,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
         t0 = time.monotonic()
         console.print(f"model: {args.frames} held-out frames in {engine.choice.describe()} ...", highlight=False)
-        report["model"] = evaluate_model(engine, args.frames, batch_size=args.batch_size)
+        report["model"] = evaluate_model(engine, args.frames, batch_size=args.batch_size,
+                                         publish_threshold=_publish_threshold(args))
         report["model"]["precision"] = engine.choice.describe()
         timings["model_s"] = time.monotonic() - t0
         if engine.precision != "fp32":

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.evaluation.metrics import CocoGtBuilder, coco_ap, mask_ap_breakdown, results_from_detections
+from pipeline.evaluation.ood_match import MATCH_IOU, OodTally, score_detections
 from pipeline.messages import Detections
 from pipeline.scenes import CLASS_NAMES, SceneConfig, SceneFrame, SceneGenerator
 
@@ -116,13 +117,19 @@ def infer_all(engine: Any, images: Sequence[np.ndarray], batch_size: int = 4) ->
     return out
 
 
-def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base: int = HOLDOUT_SEED_BASE) -> dict[str, Any]:
+def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base: int = HOLDOUT_SEED_BASE,
+                   publish_threshold: float | None = None) -> dict[str, Any]:
     """Run the engine on ``n_frames`` held-out frames; ``{"frames", "gt_instances", "detections", "segm", "bbox", ...}``.
 
     Frames are generated, inferred and scored batch by batch (image id = position + 1), so memory
-    does not grow with ``n_frames`` beyond the RLE ground truth and results.
+    does not grow with ``n_frames`` beyond the RLE ground truth and results. With a
+    ``publish_threshold`` (the shipped ``model.score_threshold``), also ``at_threshold``: precision,
+    recall and duplicates of the detections scoring at least that, at mask IoU 0.5, as the
+    out-of-distribution part counts them (:mod:`pipeline.evaluation.ood_match`; no ``by_tag``: the
+    generator's objects carry no tags).
     """
     gt = CocoGtBuilder()
+    tally = OodTally(CLASS_NAMES[1:])
     results: list[dict[str, Any]] = []
     counts = {"frames": 0, "detections": 0}
     batch: list[SceneFrame] = []
@@ -134,6 +141,8 @@ def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base
             gt.add_image(counts["frames"], h, w, frame.instances)
             results.extend(results_from_detections(counts["frames"], dets))
             counts["detections"] += len(dets)
+            if publish_threshold is not None:
+                score_detections(frame.instances, dets, publish_threshold, tally)
         batch.clear()
 
     for frame in heldout_frames(n_frames, seed_base=seed_base):
@@ -144,6 +153,9 @@ def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base
         flush()
     gt_dict = gt.build()
     per_clip = -(-CLIP_FRAMES // CLIP_STRIDE)
+    at_threshold = None
+    if publish_threshold is not None:
+        at_threshold = {k: v for k, v in tally.summary().items() if k != "by_tag"}
     return {
         "frames": counts["frames"],
         "scene_seeds": [seed_base, seed_base + max(0, -(-counts["frames"] // per_clip) - 1)],
@@ -151,4 +163,7 @@ def evaluate_model(engine: Any, n_frames: int, *, batch_size: int = 4, seed_base
         "detections": counts["detections"],
         **coco_ap(gt_dict, results),
         "mask_breakdown": mask_ap_breakdown(gt_dict, results),
+        "score_threshold": publish_threshold,
+        "match_iou": MATCH_IOU,
+        "at_threshold": at_threshold,
     }

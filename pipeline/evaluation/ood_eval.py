@@ -30,14 +30,7 @@ from pycocotools import mask as mask_utils
 from pipeline.errors import ConfigError
 from pipeline.evaluation.metrics import CocoGtBuilder, coco_ap, mask_ap_breakdown, results_from_detections
 from pipeline.evaluation.model_ap import infer_all
-from pipeline.evaluation.ood_match import (
-    MATCH_IOU,
-    FrameMatch,
-    FrameObjects,
-    OodTally,
-    encode_masks,
-    match_frame,
-)
+from pipeline.evaluation.ood_match import MATCH_IOU, FrameMatch, OodTally, score_detections
 from pipeline.evaluation.ood_pictures import draw_frame_errors
 from pipeline.evaluation.ood_scenes import (
     H264_CRF,
@@ -84,28 +77,10 @@ class ScoredFrame:
     match: FrameMatch
 
 
-def _published(dets: Detections, threshold: float) -> Detections:
-    keep = np.flatnonzero(np.asarray(dets.scores) >= threshold)
-    return Detections(boxes=np.asarray(dets.boxes)[keep].reshape(-1, 4), labels=np.asarray(dets.labels)[keep],
-                      scores=np.asarray(dets.scores)[keep], class_names=tuple(dets.class_names[i] for i in keep),
-                      masks=tuple(dets.masks[i] for i in keep))
-
-
 def score_frame(frame: OodFrame, image: np.ndarray, dets: Detections, threshold: float,
                 tally: OodTally) -> ScoredFrame:
-    """Match the detections >= ``threshold`` to the frame's objects and count them (class-aware and -agnostic)."""
-    published = _published(dets, threshold)
-    det_rles = [m.to_coco() for m in published.masks]
-    gt_rles = encode_masks([g.mask for g in frame.instances])
-    gt_classes = [g.class_name for g in frame.instances]
-    scores = [float(s) for s in published.scores]
-    match = match_frame(det_rles, published.class_names, scores, gt_rles, gt_classes,
-                        distractors=encode_masks([frame.distractors])[0])
-    agnostic = match_frame(det_rles, ["object"] * len(det_rles), scores, gt_rles, ["object"] * len(gt_rles))
-    areas = [float(mask_utils.area({"size": r["size"], "counts": r["counts"].encode("ascii")})) for r in det_rles]
-    objects = FrameObjects(published.class_names, areas, gt_classes, [float(g.area) for g in frame.instances],
-                           [g.tags for g in frame.instances])
-    tally.add(match, objects, agnostic)
+    """Match the detections >= ``threshold`` to the frame's objects and count them (see ``score_detections``)."""
+    published, match = score_detections(frame.instances, dets, threshold, tally, distractors=frame.distractors)
     return ScoredFrame(frame, image, published, match)
 
 

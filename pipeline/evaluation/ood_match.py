@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from pipeline.messages import Detections
 
 MATCH_IOU = 0.5  # the issue's criterion (and COCO AP50's): an instance finds an object at mask IoU >= 0.5
 DUPLICATE_IOU = 0.5  # two published instances with mask IoU above this are one object published twice
@@ -216,3 +218,50 @@ class OodTally:
             "duplicate_pairs": self.duplicate_pairs,
             "frames_with_duplicates": self.frames_with_duplicates,
         }
+
+
+# ----------------------------------------------------------------------------- one frame of model output
+
+
+class ScoredObject(Protocol):
+    """A ground-truth object as the counts need it (``pipeline.scenes.GtInstance``, ``ood_scenes.OodInstance``):
+    ``mask`` bool ``(H, W)``; ``tags`` is optional (an object without it counts as ``plain``)."""
+
+    @property
+    def class_name(self) -> str: ...
+
+    @property
+    def mask(self) -> np.ndarray: ...
+
+    @property
+    def area(self) -> int: ...
+
+
+def published_only(dets: Detections, threshold: float) -> Detections:
+    """The detections scoring at least ``threshold`` (those ``maskstream run`` publishes at that score threshold)."""
+    keep = np.flatnonzero(np.asarray(dets.scores) >= threshold)
+    return Detections(boxes=np.asarray(dets.boxes)[keep].reshape(-1, 4), labels=np.asarray(dets.labels)[keep],
+                      scores=np.asarray(dets.scores)[keep], class_names=tuple(dets.class_names[i] for i in keep),
+                      masks=tuple(dets.masks[i] for i in keep))
+
+
+def score_detections(objects: Sequence[ScoredObject], dets: Detections, threshold: float, tally: OodTally, *,
+                     distractors: np.ndarray | None = None) -> tuple[Detections, FrameMatch]:
+    """Match one frame's detections >= ``threshold`` to its ``objects`` and add the frame to ``tally`` (class-aware,
+    and class-agnostic for ``class_agnostic``); ``distractors``: bool ``(H, W)`` non-class pixels, or None.
+
+    Returns the published detections and their (class-aware) match.
+    """
+    published = published_only(dets, threshold)
+    det_rles = [m.to_coco() for m in published.masks]
+    gt_rles = encode_masks([g.mask for g in objects])
+    gt_classes = [g.class_name for g in objects]
+    scores = [float(s) for s in published.scores]
+    match = match_frame(det_rles, published.class_names, scores, gt_rles, gt_classes,
+                        distractors=None if distractors is None else encode_masks([distractors])[0])
+    agnostic = match_frame(det_rles, ["object"] * len(det_rles), scores, gt_rles, ["object"] * len(gt_rles))
+    areas = [float(mask_utils.area(_pyco(r))) for r in det_rles]
+    counted = FrameObjects(published.class_names, areas, gt_classes, [float(g.area) for g in objects],
+                           [frozenset(getattr(g, "tags", frozenset())) for g in objects])
+    tally.add(match, counted, agnostic)
+    return published, match

@@ -44,28 +44,41 @@ def ood_target_rows(ood: dict[str, Any] | None) -> list[tuple[str, Any, str, boo
     ]
 
 
-def _row(t: Table, name: str, c: dict[str, Any]) -> None:
-    t.add_row(name, _fmt(c.get("gt")), _fmt(c.get("missed")), _fmt(c.get("recall")), _fmt(c.get("published")),
-              _fmt(c.get("fp")), _fmt(c.get("precision")))
+def _pr_cells(c: dict[str, Any] | None, *, full: bool) -> list[str]:
+    """Table cells of one group's counts: objects, (missed,) recall, published, (false pos.,) precision."""
+    c = c or {}
+    keys = ("gt", "missed", "recall", "published", "fp", "precision") if full else ("gt", "recall", "published",
+                                                                                      "precision")
+    return [_fmt(c.get(k)) for k in keys]
 
 
-def render_ood(ood: dict[str, Any], console: Console) -> None:
-    """Precision/recall per class, size and tag at the threshold; false-positive kinds; AP breakdown; pictures."""
+def render_ood(ood: dict[str, Any], console: Console, model: dict[str, Any] | None = None) -> None:
+    """Precision/recall at the threshold per class, size and tag, beside the held-out frames' (``model``, when it
+    has ``at_threshold``); false-positive kinds; the AP breakdown; the worst frames' pictures."""
     at = ood["at_threshold"]
-    t = Table(title=f"model on out-of-distribution frames ({ood['frames']} frames, {ood['gt_instances']} objects; "
-                    f"PIL renderer, codec {ood['codec'].split(' (')[0]}): score >= {ood['score_threshold']:g}, "
-                    f"mask IoU {ood['match_iou']:g}")
-    for name in ("group", "objects", "missed", "recall", "published", "false pos.", "precision"):
-        t.add_column(name, justify="left" if name == "group" else "right")
-    _row(t, "all", at["all"])
-    ag = at["class_agnostic"]
-    t.add_row("all, class-agnostic", "", "", _fmt(ag["recall"]), "", _fmt(ag["fp"]), _fmt(ag["precision"]))
+    held = (model or {}).get("at_threshold")
+    t = Table(title=f"precision / recall at score >= {ood['score_threshold']:g}, mask IoU {ood['match_iou']:g}: "
+                    f"held-out generated frames ({(model or {}).get('frames', '-')}) | out-of-distribution frames "
+                    f"({ood['frames']}, PIL renderer, {ood['codec'].split(' (')[0]})")
+    t.add_column("group")
+    for name in ("held-out objects", "recall", "published", "precision", "| OOD objects", "missed", "recall",
+                 "published", "false pos.", "precision"):
+        t.add_column(name, justify="right")
+    t.add_row("all", *_pr_cells(held and held["all"], full=False), *_pr_cells(at["all"], full=True))
+    ag, hag = at["class_agnostic"], (held or {}).get("class_agnostic") or {}
+    t.add_row("all, class-agnostic", "", _fmt(hag.get("recall")), "", _fmt(hag.get("precision")),
+              "", "", _fmt(ag["recall"]), "", _fmt(ag["fp"]), _fmt(ag["precision"]))
     for group, label in (("per_class", "class"), ("by_size", "size")):
         for name, c in at[group].items():
-            _row(t, f"{label} {name}", c)
+            t.add_row(f"{label} {name}", *_pr_cells(((held or {}).get(group) or {}).get(name), full=False),
+                      *_pr_cells(c, full=True))
     for tag, c in at["by_tag"].items():
-        t.add_row(f"objects: {tag.replace('_', ' ')}", _fmt(c["gt"]), _fmt(c["missed"]), _fmt(c["recall"]), "", "", "")
+        t.add_row(f"objects: {tag.replace('_', ' ')}", "", "", "", "", _fmt(c["gt"]), _fmt(c["missed"]),
+                  _fmt(c["recall"]), "", "", "")
     console.print(t)
+    if held is not None:
+        console.print(f"held-out frames: duplicate pairs (mask IoU > 0.5) {held['duplicate_pairs']}; false positives "
+                      f"{held['all']['fp']} ({held['false_positives']['at_edge']} at a frame edge)", highlight=False)
     fp = at["false_positives"]
     console.print(
         f"OOD false positives: background {fp['background']}, poor mask {fp['poor_mask']}, wrong class "
@@ -83,8 +96,9 @@ def render_ood(ood: dict[str, Any], console: Console) -> None:
                       highlight=False)
 
 
-def draw_ood_panel(ax: Any, ood: dict[str, Any] | None) -> None:
-    """Chart panel: precision and recall at the threshold, all objects and per class, against the targets."""
+def draw_ood_panel(ax: Any, ood: dict[str, Any] | None, model: dict[str, Any] | None = None) -> None:
+    """Chart panel: precision and recall at the threshold, all objects and per class, against the targets; first the
+    held-out frames' (``model``'s ``at_threshold``) when there are."""
     import numpy as np
 
     ax.set_title("out-of-distribution frames: precision / recall at threshold")
@@ -94,7 +108,8 @@ def draw_ood_panel(ax: Any, ood: dict[str, Any] | None) -> None:
         ax.set_xticks([])
         return
     at = ood["at_threshold"]
-    groups = [("all", at["all"])] + list(at["per_class"].items())
+    held = (model or {}).get("at_threshold")
+    groups = ([("held-out\nall", held["all"])] if held else []) + [("OOD\nall", at["all"])] + list(at["per_class"].items())
     x = np.arange(len(groups))
     for i, key in enumerate(("precision", "recall")):
         vals = [float("nan") if c.get(key) is None else float(c[key]) for _, c in groups]

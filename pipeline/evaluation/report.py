@@ -170,7 +170,7 @@ def write_chart(report: dict[str, Any], path: Path) -> Path:
         ax.set_xticks([])
         ax.set_ylim(0, 1.05)
     ax.set_title("tracker vs peer on noisy GT boxes")
-    draw_ood_panel(axes[3], report.get("ood"))
+    draw_ood_panel(axes[3], report.get("ood"), report.get("model"))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"{_fmt(breakdown['small'])}, medium {_fmt(breakdown['medium'])}, large {_fmt(breakdown['large'])}; "
             f"per class: {per_class}", highlight=False)
     if report.get("ood") is not None:
-        render_ood(report["ood"], console)
+        render_ood(report["ood"], console, model)
     agreement = _get(pipe, "agreement")
     if agreement is not None:
         console.print(

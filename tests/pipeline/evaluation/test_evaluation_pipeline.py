@@ -177,6 +177,14 @@ def test_model_ap_with_a_perfect_engine() -> None:
     report = evaluate_model(ReplayEngine([dets(f) for f in frames], (240, 320, 3)), 4)
     assert report["frames"] == 4 and report["gt_instances"] == sum(len(f.instances) for f in frames)
     assert report["segm"]["AP"] == pytest.approx(1.0) and report["bbox"]["AP75"] == pytest.approx(1.0)
+    assert report["at_threshold"] is None
+    report = evaluate_model(ReplayEngine([dets(f) for f in frames], (240, 320, 3)), 4, publish_threshold=0.95)
+    at = report["at_threshold"]  # every detection scores 0.9: nothing is published at 0.95
+    assert at["all"]["published"] == 0 and at["all"]["recall"] == 0.0 and "by_tag" not in at
+    report = evaluate_model(ReplayEngine([dets(f) for f in frames], (240, 320, 3)), 4, publish_threshold=0.5)
+    at = report["at_threshold"]
+    assert (at["all"]["precision"], at["all"]["recall"], at["duplicate_pairs"]) == (1.0, 1.0, 0)
+    assert at["all"]["gt"] == report["gt_instances"] and report["score_threshold"] == 0.5
 
 
 def test_heldout_frames_are_seeded_above_training_seeds() -> None:

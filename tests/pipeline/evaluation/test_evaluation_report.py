@@ -48,7 +48,8 @@ def ood(precision: float, recall: float, mask_ap: float, duplicates: int) -> dic
 def full_report() -> dict:
     return {
         "settings": {},
-        "model": {"frames": 10, **ap(0.85)},
+        "model": {"frames": 10, **ap(0.85), "at_threshold": {
+            k: v for k, v in ood(0.97, 0.96, 0.85, 0)["at_threshold"].items() if k != "by_tag"}},
         "ood": ood(0.4, 0.92, 0.75, 2),
         "pipeline": {
             "videos": 1, "frames": 20, "pipeline": ap(0.70), "model_same_frames": ap(0.705),
@@ -109,6 +110,8 @@ def test_report_writes_json_and_png(tmp_path: Path) -> None:
         if name == "full":
             assert "model, out-of-distribution frames" in text and "objects: low contrast" in text
             assert "/tmp/x/ood_worst_1.png" in text and "Duplicate pairs (mask IoU > 0.5): 2 in 1 frames" in text
+            all_row = next(line for line in text.splitlines() if line.startswith("│ all  "))
+            assert "0.9600" in all_row and "0.9700" in all_row and "0.9200" in all_row and "0.4000" in all_row
 
 
 def parse(argv: list[str]):
