@@ -114,3 +114,18 @@ def test_invalid_config_is_refused() -> None:
         OodConfig(min_size=50, max_size=40)
     with pytest.raises(ConfigError, match="OodConfig.edge_prob"):
         OodConfig(edge_prob=1.5)
+
+
+def test_the_renderer_takes_only_the_class_names_from_the_generator() -> None:
+    """Independence from pipeline.scenes: the one import from it is the class names list."""
+    import ast
+    import inspect
+
+    from pipeline.evaluation import ood_scenes
+
+    tree = ast.parse(inspect.getsource(ood_scenes))
+    imported = [(node.module, [a.name for a in node.names]) for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline.")]
+    assert [(m, n) for m, n in imported if m.startswith("pipeline.scenes")] == [("pipeline.scenes.config", ["CLASS_NAMES"])]
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import)
+                and any(a.name.startswith("pipeline") for a in node.names)]
