@@ -1,15 +1,18 @@
 """One output actor per stream: reorder, track and publish (``pipeline.output.StreamOutput``), checkpointed.
 
-After each published batch the output writes its checkpoint to Ray's GCS key-value store and
-acknowledges the published frames to the stream's source. When its process dies, Ray restarts it:
-the new incarnation finds the checkpoint, resumes its sinks (nothing written twice) and hands out
-track ids above every id already published.
+A background thread writes the output's checkpoint to Ray's GCS key-value store after frames were
+published (at most every ``_CHECKPOINT_INTERVAL_S``, the newest state each time) and then acknowledges
+to the stream's source the frames that checkpoint covers: a frame leaves the source's replay window
+only once a saved checkpoint says it is out. When the process dies, Ray restarts it: the new
+incarnation finds the checkpoint, resumes its sinks (a sink already past it skips what it has) and
+hands out track ids above every id already published (ids are reserved in blocks, saved before use).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +32,10 @@ from pipeline.tracking.from_config import tracker_from_config
 
 # Acknowledgements sent and not yet confirmed: past this many, wait for the oldest (bounds memory).
 _MAX_ACKS_IN_FLIGHT = 64
+# The shortest time between two checkpoints of published frames: one GCS write and one acknowledgement for
+# every frame published in it instead of for every delivery. It delays only the source's release of frames
+# (its window holds max_in_flight_per_stream): 10 ms costs nothing below 100 windows a second.
+_CHECKPOINT_INTERVAL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,10 @@ class OutputWorker:
             built = {}
             self.init_error = str(exc)
         tracker = tracker_from_config(tracking) if tracking.enabled else None
+        self._save_lock = threading.Lock()  # one save at a time, each of the newest state: saves never go back
+        self._saved_next_seq = 0 if checkpoint is None else checkpoint.next_seq
         self.output = StreamOutput(stream_id, built, tracker, max_pending=max_pending, checkpoint=checkpoint,
-                                   on_reserve=self._save_checkpoint)
+                                   on_reserve=lambda _state: self._save())
         if checkpoint is not None and not checkpoint.ended:
             # This process replaces one that died: say so in the stream, in order (before the next frame).
             self.output.status(StreamStatus(
@@ -67,6 +76,9 @@ class OutputWorker:
         self._acks: list[Any] = []
         if checkpoint is None:
             self._save()
+        self._published = threading.Event()  # frames were published since the last checkpoint
+        self._closed = threading.Event()
+        threading.Thread(target=self._checkpoint_loop, name=f"checkpoint-{stream_id}", daemon=True).start()
 
     def ready(self) -> str | None:
         """``None``, or why the sinks could not be set up."""
@@ -87,8 +99,7 @@ class OutputWorker:
                 delivered = self._with_images(results, frame_refs)
         published = self.output.push(delivered)
         if published:
-            self._save()
-            self._ack()
+            self._published.set()  # the checkpoint thread saves and acknowledges them
         return published
 
     def _with_images(self, results: list[FrameResult], frame_refs: list[Any]) -> list[Delivered]:
@@ -113,7 +124,8 @@ class OutputWorker:
         self._save()
 
     def probe(self) -> Probe:
-        return Probe(self.incarnation, self.output.next_seq, self.output.ended)
+        """Where the output is: ``next_seq`` as the last saved checkpoint has it (a source releases what it covers)."""
+        return Probe(self.incarnation, self._saved_next_seq, self.output.ended)
 
     def stats(self) -> OutputStats:
         out = self.output
@@ -139,21 +151,34 @@ class OutputWorker:
         )
 
     def close(self) -> None:
+        self._closed.set()
         self.output.close()
 
-    def _save(self) -> None:
-        self._save_checkpoint(self.output.checkpoint)
+    def _checkpoint_loop(self) -> None:
+        """Save the newest checkpoint whenever frames were published, then acknowledge what it covers."""
+        while not self._closed.is_set():
+            if not self._published.wait(timeout=1.0):
+                continue
+            self._published.clear()
+            self._ack(self._save())
+            self._closed.wait(_CHECKPOINT_INTERVAL_S)
 
-    def _save_checkpoint(self, state: OutputCheckpoint) -> None:
-        state = dataclasses.replace(state, saved_at=time.time())
-        kv_put(self.names.checkpoint_key(self.stream_id), state.to_bytes())
+    def _save(self) -> int:
+        """Save the output's state as it is now (taken under the lock: a later save never holds an older state);
+        returns the ``next_seq`` saved."""
+        with self._save_lock:
+            state = dataclasses.replace(self.output.checkpoint, saved_at=time.time())
+            kv_put(self.names.checkpoint_key(self.stream_id), state.to_bytes())
+            self._saved_next_seq = state.next_seq
+            return state.next_seq
 
-    def _ack(self) -> None:
-        """Tell the source which frames are out (fire and forget; a lost ack is covered by the next)."""
+    def _ack(self, next_seq: int) -> None:
+        """Tell the source that every frame below ``next_seq`` is out (fire and forget; a lost ack is covered by
+        the next, or by the source's probe)."""
         source = self.handles.get(self.names.source(self.stream_id))
         if source is None:
             return
-        self._acks.append(source.ack.options(enable_task_events=False).remote(self.output.next_seq))
+        self._acks.append(source.ack.options(enable_task_events=False).remote(next_seq))
         done, self._acks = ray.wait(self._acks, num_returns=len(self._acks), timeout=0)
         if len(self._acks) > _MAX_ACKS_IN_FLIGHT:
             done.append(self._acks.pop(0))

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # Seconds a buffering sink (Redis) may take to deliver what it holds before the end message goes out.
 FLUSH_BEFORE_END_S = 10.0
+# Track ids are reserved this many at a time: the checkpoint that says "no id below N is handed out again" is
+# saved once per block instead of once per new track. An output rebuilt after a crash skips the rest of the
+# block: ids stay unique within a stream, not dense.
+TRACK_ID_BLOCK = 64
 
 
 class OutputError(MaskstreamError):
@@ -119,9 +123,10 @@ class StreamOutput:
     - ``max_pending``: results that may wait for an earlier ``seq`` (frames in flight of the stream).
     - ``checkpoint``: given when this output replaces one that died; its sinks are then resumed,
       not started, and frames below ``checkpoint.next_seq`` are never published again.
-    - ``on_reserve``: called with the checkpoint (new track ids, old ``next_seq``) after tracking gave
-      out new ids and before any sink sees them, so that an output rebuilt after a crash in between
-      never hands out an id already published. The owner saves it.
+    - ``on_reserve``: called with the checkpoint (a new block of ``TRACK_ID_BLOCK`` track ids reserved,
+      old ``next_seq``) when tracking gave out an id beyond the last block and before any sink sees it,
+      so that an output rebuilt after a crash in between never hands out an id already published.
+      The owner saves it.
     """
 
     def __init__(
@@ -164,7 +169,8 @@ class StreamOutput:
     def checkpoint(self) -> OutputCheckpoint:
         state = self._state
         if self.tracker is not None:
-            state = dataclasses.replace(state, next_track_id=self.tracker.next_track_id)
+            next_track_id = max(self._reserved_track_id, self.tracker.next_track_id)
+            state = dataclasses.replace(state, next_track_id=next_track_id)
         return state
 
     @property
@@ -218,10 +224,10 @@ class StreamOutput:
         return published
 
     def _reserve_track_ids(self) -> None:
-        if self.tracker is None or self.on_reserve is None or self.tracker.next_track_id == self._reserved_track_id:
+        if self.tracker is None or self.on_reserve is None or self.tracker.next_track_id <= self._reserved_track_id:
             return
+        self._reserved_track_id = self.tracker.next_track_id + TRACK_ID_BLOCK
         self.on_reserve(self.checkpoint)
-        self._reserved_track_id = self.tracker.next_track_id
 
     def relay_sink_events(self) -> None:
         """Write a sink's own status events (the Redis sink's outages) to the other sinks and count them.

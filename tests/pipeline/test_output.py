@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.client import read_jsonl
 from pipeline.messages import FrameMessage, StreamEnd, StreamInfo, StreamStatus
-from pipeline.output import Delivered, OutputCheckpoint, StreamOutput
+from pipeline.output import TRACK_ID_BLOCK, Delivered, OutputCheckpoint, StreamOutput
 from pipeline.sinks.jsonl_sink import JsonlSink
 from pipeline.tracking import ByteTracker
 from tests.pipeline.sinks.factories import instance, result
@@ -130,7 +130,7 @@ def test_track_ids_are_reserved_before_any_sink_sees_them(tmp_path: Path) -> Non
     out.attach(INFO)
     out.push([frame(0)])
     # reserved with the new ids, before frame 0 was counted as published
-    assert len(saved) == 1 and saved[0].next_seq == 0 and saved[0].next_track_id == 2
+    assert len(saved) == 1 and saved[0].next_seq == 0 and saved[0].next_track_id == 2 + TRACK_ID_BLOCK
     out.push([frame(1)])  # the same track goes on: no new id, nothing to reserve
     assert len(saved) == 1
     # an output rebuilt from the reservation (the crash came between the write and the checkpoint)
@@ -154,3 +154,18 @@ def test_an_abort_after_a_resume_counts_the_frames_a_sink_already_holds(tmp_path
     frames = [m for m in messages if isinstance(m, FrameMessage)]
     assert [m.seq for m in frames] == [0, 1, 2, 3]
     assert isinstance(messages[-1], StreamEnd) and messages[-1].frames == len(frames)
+
+
+def test_track_ids_are_reserved_a_block_at_a_time_and_the_checkpoint_covers_the_block(tmp_path: Path) -> None:
+    saved: list[OutputCheckpoint] = []
+    tracker = ByteTracker(high_score_threshold=0.5, low_score_threshold=0.1, new_track_score_threshold=0.5)
+    out = StreamOutput("cam", {"jsonl": JsonlSink("cam", directory=tmp_path)}, tracker, max_pending=16,
+                       on_reserve=saved.append)
+    out.attach(INFO)
+    for seq, x in enumerate((2, 26, 50)):  # a new object away from the others in every frame: a new track each time
+        out.push([frame(seq, x=x - seq)])
+    assert tracker.next_track_id == 4 and len(saved) == 1  # ids 1-3: all within the first block
+    assert out.checkpoint.next_track_id == saved[0].next_track_id == 2 + TRACK_ID_BLOCK
+    tracker.next_track_id = saved[0].next_track_id + 5  # past the block: the next new id reserves another
+    out.push([frame(3, x=-3)])  # at x 0, away from the last two tracks
+    assert len(saved) == 2 and saved[1].next_track_id == tracker.next_track_id + TRACK_ID_BLOCK
