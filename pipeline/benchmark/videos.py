@@ -50,7 +50,9 @@ def _write(path: Path, width: int, height: int, frames: int, seed: int) -> None:
     from pipeline.scenes import SceneConfig, SceneGenerator
 
     rate = Fraction(FPS)
-    config = SceneConfig(seed=seed, width=width, height=height, fps=FPS, num_frames=frames, noise_sigma=NOISE_SIGMA)
+    # The classic scenes, whatever the generator's default: the measured bitrates above are theirs.
+    config = SceneConfig(seed=seed, width=width, height=height, fps=FPS, num_frames=frames, noise_sigma=NOISE_SIGMA,
+                         variety="classic")
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
