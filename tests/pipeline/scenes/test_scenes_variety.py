@@ -36,19 +36,20 @@ def test_classic_is_the_generator_the_shipped_model_was_trained_on() -> None:
     assert digest(frames) == "96a2d0bccff0f255118034935a42b4a4e07f04e9a8d981f606cdc595836cce42"
 
 
-def test_rich_is_the_default_and_deterministic_by_seed() -> None:
-    assert SceneConfig().variety == "rich" and SceneConfig().size_range == (8.0, 150.0)
-    assert SceneConfig(variety="classic").size_range == (16.0, 90.0)
-    first = list(SceneGenerator(SceneConfig(seed=9, **SMALL)))
-    assert digest(first) == digest(list(SceneGenerator(SceneConfig(seed=9, **SMALL))))
-    assert digest(first) != digest(list(SceneGenerator(SceneConfig(seed=10, **SMALL))))
-    assert digest(first) != digest(list(SceneGenerator(SceneConfig(seed=9, variety="classic", **SMALL))))
+def test_classic_is_the_default_and_rich_is_deterministic_by_seed() -> None:
+    assert SceneConfig().variety == "classic" and SceneConfig().size_range == (16.0, 90.0)
+    assert SceneConfig(variety="rich").size_range == (8.0, 150.0)
+    first = list(SceneGenerator(SceneConfig(seed=9, variety="rich", **SMALL)))
+    assert digest(first) == digest(list(SceneGenerator(SceneConfig(seed=9, variety="rich", **SMALL))))
+    assert digest(first) != digest(list(SceneGenerator(SceneConfig(seed=10, variety="rich", **SMALL))))
+    assert digest(first) != digest(list(SceneGenerator(SceneConfig(seed=9, **SMALL))))
 
 
 def test_variety_is_validated_and_in_the_url() -> None:
-    assert SceneConfig.from_url("synthetic:variety=classic&sizes=20-40") == SceneConfig(
-        variety="classic", min_size=20.0, max_size=40.0)
-    with pytest.raises(ConfigError, match=r"SceneConfig\.variety: got 'fancy', expected one of rich, classic"):
+    assert SceneConfig.from_url("synthetic:variety=rich&sizes=20-40") == SceneConfig(
+        variety="rich", min_size=20.0, max_size=40.0)
+    assert SceneConfig.from_url("synthetic:variety=rich").max_size == 150.0
+    with pytest.raises(ConfigError, match=r"SceneConfig\.variety: got 'fancy', expected one of classic, rich"):
         SceneConfig(variety="fancy")
     with pytest.raises(ConfigError, match=r"key 'variety' gives variety='x'"):
         SceneConfig.from_url("synthetic:variety=x")
@@ -127,7 +128,7 @@ def test_an_object_across_the_frame_edge_is_clipped_exactly() -> None:
 def test_rich_scenes_place_objects_across_edges_and_use_a_wide_range_of_sizes() -> None:
     touching, sizes = 0, []
     for seed in range(30):
-        world = World(SceneConfig(seed=seed, num_frames=1), np.random.default_rng(seed))
+        world = World(SceneConfig(seed=seed, num_frames=1, variety="rich"), np.random.default_rng(seed))
         for obj in world.objects:
             r = obj.appearance.radius
             touching += obj.x - r < 0 or obj.y - r < 0 or obj.x + r > 320 or obj.y + r > 240
@@ -137,7 +138,7 @@ def test_rich_scenes_place_objects_across_edges_and_use_a_wide_range_of_sizes() 
 
 
 def test_camera_effects_change_pixels_never_gt() -> None:
-    config = SceneConfig(seed=12, **SMALL)
+    config = SceneConfig(seed=12, variety="rich", **SMALL)
     rich = SceneGenerator(config)
     rich.style = dataclasses.replace(rich.style, jpeg_quality=20)
     bare = SceneGenerator(config)

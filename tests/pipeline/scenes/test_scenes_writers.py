@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pipeline.errors import ConfigError
 from pipeline.scenes import CLASS_NAMES, DatasetPaths, SceneConfig, SceneFrame, SceneGenerator, write_dataset
 
-CFG = SceneConfig(seed=21, num_frames=48, fps=12.0, variety="classic")  # writer checks: the classic scenes H.264 keeps within 6 grey levels
+CFG = SceneConfig(seed=21, num_frames=48, fps=12.0)
 
 
 @pytest.fixture(scope="module")
