@@ -8,7 +8,7 @@
    for fp16/bf16, ``torch.autocast``: the stages of ``GeneralizedRCNN.forward`` without its
    ``transform.postprocess`` (which pastes every mask into a full frame in a Python loop).
 3. :mod:`~pipeline.engine.duplicates` (inside postprocess): one instance per object; a detection
-   whose mask overlaps a higher-scoring one's of the same frame, any class, by more than
+   scoring >= 0.5 whose mask overlaps a higher-scoring one's of the same frame, any class, by more than
    ``duplicate_mask_iou_threshold`` is dropped (torchvision suppresses overlaps per class only).
 4. :mod:`~pipeline.engine.postprocess`: boxes back to frame coordinates, masks pasted into their
    boxes only and run-length encoded on the device.
@@ -102,7 +102,8 @@ class InferenceEngine:
 
     ``class_names[label]`` names label ``label`` (index 0 is the background). ``mask_threshold``:
     a pixel is in the mask when its probability is ``> mask_threshold``. ``duplicate_mask_iou_threshold``
-    (in ``(0, 1]``, or ``None``: off, torchvision's per-class suppression only): a detection whose mask
+    (in ``(0, 1]``, or ``None``: off, torchvision's per-class suppression only): a detection scoring at
+    least ``pipeline.engine.duplicates.DUPLICATE_MIN_SCORE`` whose mask
     overlaps a higher-scoring detection's of the same frame (any class) by more than this IoU is
     dropped, so one object is reported once. ``channels_last`` runs the
     backbone in NHWC (faster convolutions on tensor cores). ``precision`` and ``channels_last`` may be

@@ -17,8 +17,9 @@ pastes every mask into a full-frame float tensor in a Python loop. Here:
 - Thresholded (``prob > mask_threshold``) and run-length encoded on the device; only run
   boundaries come back to the host. Full-frame masks are never materialised.
 
-Host syncs per batch: one for the detections (boxes, scores, labels: needed on the host anyway)
-and one for the mask run boundaries per chunk of ``max_elements`` crop pixels (one chunk unless
+Host syncs per batch: with the duplicate rule on, one for the number of candidate pairs
+(:mod:`pipeline.engine.duplicates`); one for the detections (boxes, scores, labels and which to
+keep: needed on the host anyway) and one for the mask run boundaries per chunk of ``max_elements`` crop pixels (one chunk unless
 the batch's boxes cover more than that many pixels).
 """
 

@@ -13,6 +13,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from pipeline.engine import InferenceEngine
 from pipeline.engine.duplicates import (
     DEFAULT_DUPLICATE_MASK_IOU,
+    DUPLICATE_MIN_SCORE,
     candidate_pairs,
     duplicate_flags,
     duplicate_flags_exact,
@@ -116,10 +117,14 @@ def test_engine_publishes_no_two_instances_of_one_object(shipped: tuple[torch.nn
     images = frames()
     off = InferenceEngine(model, names, duplicate_mask_iou_threshold=None).infer(images)
     on = InferenceEngine(model, names).infer(images)
-    before = sum(pairs_above([m.to_coco() for m in d.masks], 0.5) for d in off)
-    after = sum(pairs_above([m.to_coco() for m in d.masks], 0.5) for d in on)
-    print(f"pairs with mask IoU > 0.5: {before} without the rule, {after} with it")
+    def pairs(dets: list, scored: bool) -> int:  # pairs above 0.5 among detections at (or below) the minimum score
+        return sum(pairs_above([m.to_coco() for m, s in zip(d.masks, d.scores) if (s >= DUPLICATE_MIN_SCORE) == scored],
+                               0.5) for d in dets)
+
+    before, after = pairs(off, True), pairs(on, True)
+    print(f"pairs of detections scoring >= 0.5 with mask IoU > 0.5: {before} without the rule, {after} with it")
     assert before > 0 and after == 0
+    assert pairs(on, False) == pairs(off, False) > 0  # second guesses below the minimum score are left alone
     assert sum(map(len, on)) < sum(map(len, off))
     for a, b in zip(off, on, strict=True):  # what is kept is a subset of torchvision's output, in order
         assert len(b) <= len(a)
@@ -144,6 +149,11 @@ def test_exact_rule_on_hand_made_masks() -> None:
     masks[1, :, :5] = True  # 50 px, inside mask 0: IoU 50/60
     masks[2, :, 5:] = True  # 50 px, overlaps mask 0 by 10: IoU 10/100
     assert duplicate_flags_exact(masks, torch.tensor([0.9, 0.95, 0.5]), 0.5).tolist() == [True, False, False]
+    assert duplicate_flags_exact(masks, torch.tensor([0.4, 0.95, 0.5]), 0.5).tolist() == [False, False, False]
+
+
+def test_a_duplicate_below_the_minimum_score_is_left_alone() -> None:
+    assert flags([[10, 10, 50, 50], [10, 10, 50, 50]], [0.45, 0.9], [FULL, FULL], [0, 0]) == [False, False]
 
 
 @pytest.mark.parametrize("value", [0.0, -0.1, 1.5, True, "0.5"])
