@@ -196,7 +196,8 @@ class ModelConfig(_Section):
     # seconds); off by default because a camera fleet of mixed sizes would compile many shapes.
     compile_backbone: bool = False
     # One instance per object: a detection scoring >= 0.5 whose mask overlaps a higher-scoring detection's of the
-    # same frame, of any class, by more than this mask IoU is dropped in the engine (torchvision suppresses overlaps per
+    # same frame, of any class, by more than this mask IoU gets a tenth of its score in the engine, so
+    # score_threshold drops it (torchvision suppresses overlaps per
     # class only, so one object can come out under two classes). null: off. 0.45: a margin under the 0.5
     # target for the engine's sampled IoU (pipeline.engine.duplicates has the trade-off); keep in step with
     # pipeline.engine.duplicates.DEFAULT_DUPLICATE_MASK_IOU.

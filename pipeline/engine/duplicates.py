@@ -6,7 +6,9 @@ as a triangle, a circle also as a star). :func:`duplicate_flags` marks, across c
 detection whose mask overlaps a higher-scoring detection's mask of the same image by more than a
 mask IoU threshold ("fast NMS": compared with every higher-scoring detection, suppressed or not, so
 no two kept detections of an image exceed the threshold), unless it scores below
-:data:`DUPLICATE_MIN_SCORE` (never published by the shipped config; a second guess for AP).
+:data:`DUPLICATE_MIN_SCORE` (never published by the shipped config; a second guess for AP). A marked
+duplicate is demoted (:data:`DUPLICATE_SCORE_FACTOR`) below any publishing threshold, then dropped
+there like any low-scoring detection.
 
 Mask IoU of a pair is computed on the 28x28 mask probabilities, not on pasted full-frame masks:
 both masks are sampled bilinearly (as ``paste_masks_in_image`` resizes them: cell centres at
@@ -31,12 +33,20 @@ overlap less (the occluded one's visible mask excludes the occluder's pixels). L
 duplicates of poorly segmented objects at the risk of dropping a true, heavily overlapping
 neighbour; higher keeps more of both."""
 
+DUPLICATE_SCORE_FACTOR = 0.1
+"""A duplicate is demoted, not deleted: its score is multiplied by this, then dropped like any detection
+below the model's score threshold. Scores are <= 1, so a demoted duplicate scores <= 0.1: the shipped
+threshold (0.5), or any threshold above 0.1, never publishes it, while an evaluation at 0.05 still ranks
+it, last, as the model's second guess for the object (when the top class is wrong, the duplicate's is
+often right; deleting it costs mask AP). See :func:`demoted_scores`."""
+
 DUPLICATE_MIN_SCORE = 0.5
 """A duplicate scoring below this is left alone. The shipped score threshold (0.5) never publishes it, and
-at evaluation thresholds (0.05) it keeps its place as the model's second guess: when the top-scoring class
-is wrong, the right one is often the duplicate. Measured on 100 held-out frames (fp32, rule at 0.45):
-dropping every duplicate cost 0.015 mask AP (0.8223 -> 0.8075), sparing those below 0.5 cost 0.004
-(0.8180). The price: a pipeline run with a score threshold below 0.5 can publish a duplicate under 0.5."""
+at evaluation thresholds (0.05) it keeps its place as the model's second guess (demoted, a duplicate under
+0.5 would fall below 0.05 and be lost). Measured on 100 held-out frames (fp32, rule at 0.45): deleting
+every duplicate cost 0.015 mask AP (0.8223 -> 0.8075), demoting every one 0.009, sparing those below 0.5
+and deleting the rest 0.004. The price: a pipeline run with a score threshold below 0.5 can publish a
+duplicate scoring under 0.5."""
 
 _GRID = 64  # samples per side of a pair's union box: the sampled IoU's error stays within a few hundredths
 _PAIR_CHUNK = 1024  # pairs measured at once: bounds the temporaries ((pairs, _GRID, _GRID) floats: 17 MB)
@@ -146,3 +156,8 @@ def duplicate_flags_exact(masks: torch.Tensor, scores: torch.Tensor, iou_thresho
     order = torch.arange(n, device=masks.device)
     higher = (scores[:, None] > scores[None, :]) | ((scores[:, None] == scores[None, :]) & (order[:, None] < order[None, :]))
     return ((iou > iou_threshold) & higher & eligible[:, None]).any(dim=0) & eligible
+
+
+def demoted_scores(scores: torch.Tensor, duplicate: torch.Tensor) -> torch.Tensor:
+    """``scores`` with those of ``duplicate`` (bool, same shape) multiplied by :data:`DUPLICATE_SCORE_FACTOR`."""
+    return torch.where(duplicate, scores * DUPLICATE_SCORE_FACTOR, scores)

@@ -9,7 +9,8 @@
    ``transform.postprocess`` (which pastes every mask into a full frame in a Python loop).
 3. :mod:`~pipeline.engine.duplicates` (inside postprocess): one instance per object; a detection
    scoring >= 0.5 whose mask overlaps a higher-scoring one's of the same frame, any class, by more than
-   ``duplicate_mask_iou_threshold`` is dropped (torchvision suppresses overlaps per class only).
+   ``duplicate_mask_iou_threshold`` is demoted to a tenth of its score (torchvision suppresses overlaps
+   per class only), and dropped there when that is below the model's score threshold (the shipped 0.5).
 4. :mod:`~pipeline.engine.postprocess`: boxes back to frame coordinates, masks pasted into their
    boxes only and run-length encoded on the device.
 
@@ -36,7 +37,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 
 from pipeline.engine.adapter import detections_from_torchvision
-from pipeline.engine.duplicates import DEFAULT_DUPLICATE_MASK_IOU, duplicate_flags_exact
+from pipeline.engine.duplicates import DEFAULT_DUPLICATE_MASK_IOU, demoted_scores, duplicate_flags_exact
 from pipeline.engine.postprocess import DEFAULT_MAX_ELEMENTS, postprocess_detections
 from pipeline.engine.preprocess import Preprocessor
 from pipeline.errors import InferenceError
@@ -105,7 +106,8 @@ class InferenceEngine:
     (in ``(0, 1]``, or ``None``: off, torchvision's per-class suppression only): a detection scoring at
     least ``pipeline.engine.duplicates.DUPLICATE_MIN_SCORE`` whose mask
     overlaps a higher-scoring detection's of the same frame (any class) by more than this IoU is
-    dropped, so one object is reported once. ``channels_last`` runs the
+    demoted to a tenth of its score, and dropped when that falls below the model's score threshold,
+    so at thresholds above 0.1 one object is reported once. ``channels_last`` runs the
     backbone in NHWC (faster convolutions on tensor cores). ``precision`` and ``channels_last`` may be
     ``"auto"``: :func:`pipeline.precision.resolve_precision` decides from the device's capabilities, and
     ``self.choice`` says what it chose and why. The engine owns ``model``: it is moved
@@ -233,6 +235,7 @@ class InferenceEngine:
                     self.mask_threshold,
                     max_elements=self.max_paste_elements,
                     duplicate_mask_iou=self.duplicate_mask_iou_threshold,
+                    min_score=self._score_threshold(),
                 )
         except InferenceError:
             raise
@@ -256,13 +259,20 @@ class InferenceEngine:
             raise InferenceError(f"reference inference failed on {self._describe(tensors)}: {exc}") from exc
 
 
+    def _score_threshold(self) -> float:
+        """The model's score threshold (torchvision's ``box_score_thresh``): demoted duplicates below it are dropped."""
+        return float(getattr(self.model.roi_heads, "score_thresh", 0.0))
+
     def _without_duplicates(self, output: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One image's torchvision output less the detections the duplicate rule drops (exact mask IoU)."""
+        """One image's torchvision output with the duplicate rule applied on exact mask IoU: duplicates
+        demoted, then those below the model's score threshold dropped."""
         if self.duplicate_mask_iou_threshold is None:
             return output
         masks = output["masks"][:, 0] > self.mask_threshold
-        keep = ~duplicate_flags_exact(masks, output["scores"], self.duplicate_mask_iou_threshold)
-        return {key: value[keep] for key, value in output.items()}
+        duplicate = duplicate_flags_exact(masks, output["scores"], self.duplicate_mask_iou_threshold)
+        scores = demoted_scores(output["scores"], duplicate)
+        keep = scores >= self._score_threshold()
+        return {**{key: value[keep] for key, value in output.items()}, "scores": scores[keep]}
 
 
 def _checked_iou(value: float | None) -> float | None:

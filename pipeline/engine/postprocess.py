@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.engine.adapter import class_names_for
-from pipeline.engine.duplicates import duplicate_flags
+from pipeline.engine.duplicates import demoted_scores, duplicate_flags
 from pipeline.engine.rle import CropLayout, RaggedIndex, find_transitions, masks_from_transitions
 from pipeline.messages import Detections, RleMask
 
@@ -166,12 +166,15 @@ def postprocess_detections(
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     duplicate_mask_iou: float | None = None,
+    min_score: float = 0.0,
 ) -> list[Detections]:
     """``roi_heads``' per-image dicts (``boxes`` in resized coordinates, ``labels``, ``scores``, ``masks``
     ``(n, 1, M, M)`` probabilities) to one :class:`Detections` per image, in original coordinates.
 
     ``duplicate_mask_iou`` (``None``: off): a detection whose mask overlaps a higher-scoring one's of the
-    same image, any class, by more than this mask IoU is dropped (:mod:`pipeline.engine.duplicates`).
+    same image, any class, by more than this mask IoU is demoted (:mod:`pipeline.engine.duplicates`);
+    detections then scoring below ``min_score`` (the model's score threshold) are dropped. Demoted
+    detections that stay keep their place in the list (scores are then not sorted).
     """
     counts = np.array([int(d["boxes"].shape[0]) for d in detections], dtype=np.int64)
     if counts.sum() == 0:
@@ -179,11 +182,11 @@ def postprocess_detections(
     boxes_t, scores_t, labels_t, mask_probs = _gather(detections)
     image_of_t = torch.repeat_interleave(torch.arange(len(counts), device=boxes_t.device),
                                          torch.from_numpy(counts).to(boxes_t.device))
-    if duplicate_mask_iou is None:
-        duplicate = torch.zeros_like(scores_t)
-    else:
+    if duplicate_mask_iou is not None:
         duplicate = duplicate_flags(boxes_t, scores_t, mask_probs, image_of_t, mask_threshold, duplicate_mask_iou)
-    packed = torch.stack([*boxes_t.unbind(1), scores_t, labels_t, duplicate.to(torch.float32)], dim=1)
+        scores_t = demoted_scores(scores_t, duplicate)
+    dropped = (scores_t < min_score).to(torch.float32)
+    packed = torch.stack([*boxes_t.unbind(1), scores_t, labels_t, dropped], dim=1)
     host = packed.cpu().numpy()  # sync: what the host needs anyway, and which detections to keep
     image_of = np.repeat(np.arange(len(counts)), counts)
     kept = np.flatnonzero(host[:, 6] == 0)
