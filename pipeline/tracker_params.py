@@ -58,6 +58,7 @@ TRACKING_BOUNDS: Mapping[str, Bound] = MappingProxyType(
         "new_track_score_threshold": _UNIT,
         "match_iou_threshold": _POSITIVE_UNIT,
         "low_match_iou_threshold": _POSITIVE_UNIT,
+        "low_score_weight": _POSITIVE_UNIT,  # 0 would make low detections worthless: they could never match
         "lost_track_buffer_frames": Bound(0, integer=True),
         "min_hits_to_confirm": Bound(1, integer=True),
         "duplicate_mask_iou_threshold": _POSITIVE_UNIT,  # or None: off

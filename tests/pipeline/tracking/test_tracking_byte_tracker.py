@@ -294,6 +294,7 @@ def test_mask_mode_input_errors():
         ),
         ({"match_iou_threshold": 0.0}, r"match_iou_threshold must be in \(0, 1\], got 0\.0"),
         ({"low_match_iou_threshold": float("nan")}, r"low_match_iou_threshold must be a number in \(0, 1\], got nan"),
+        ({"low_score_weight": 0.0}, r"low_score_weight must be in \(0, 1\], got 0\.0"),
         ({"lost_track_buffer_frames": -1}, r"lost_track_buffer_frames must be an integer >= 0, got -1"),
         ({"lost_track_buffer_frames": 2.5}, r"lost_track_buffer_frames must be an integer >= 0, got 2\.5"),
         ({"min_hits_to_confirm": 0}, r"min_hits_to_confirm must be an integer >= 1, got 0"),
@@ -367,3 +368,41 @@ def test_mask_duplicates_is_greedy_by_score():
     assert mask_duplicates([rle(a)], np.array([0.9]), 0.5).tolist() == [False]
     with pytest.raises(ConfigError, match="duplicate_mask_iou_threshold"):
         ByteTracker(duplicate_mask_iou_threshold=0.0)
+
+
+def _two_tracks(**kwargs: float) -> ByteTracker:
+    """Tracks 1 (box A) and 2 (box B, 4 px to the right), both standing still for 5 frames."""
+    tracker = ByteTracker(**kwargs)
+    for _ in range(5):
+        assert tracker.update(np.array([BOX_A, BOX_B]), np.array([0.9, 0.9])) == [1, 2]
+    return tracker
+
+
+BOX_A = [0.0, 0.0, 20.0, 40.0]
+BOX_B = [4.0, 0.0, 24.0, 40.0]
+
+
+def test_a_low_detection_decides_which_track_takes_an_equally_close_high_one():
+    # A passes behind B: B's detection (high) lies half-way, IoU 18/22 = 0.82 with either track; A's own,
+    # partly hidden detection scores low and sits exactly on A (IoU 1 with A, 16/24 = 0.67 with B).
+    # Two passes (high first) give the high one to either track by a hair and A's low one to the other:
+    # a swap. Jointly: A-low 0.8 x 1 + B-high 0.82 = 1.62 beats A-high 0.82 + B-low 0.8 x 0.67 = 1.35.
+    tracker = _two_tracks()
+    ids = tracker.update(np.array([[2.0, 0.0, 22.0, 40.0], BOX_A]), np.array([0.9, 0.3]))
+    assert ids == [2, 1]
+
+
+def test_a_low_detection_does_not_take_a_track_from_its_better_high_one():
+    # Track 1's own high detection (IoU 1) against a low one beside it (IoU 0.9): 1.0 > 0.8 x 0.9.
+    tracker = ByteTracker()
+    tracker.update(np.array([BOX_A]), np.array([0.9]))
+    ids = tracker.update(np.array([[1.0, 0.0, 21.0, 40.0], BOX_A]), np.array([0.3, 0.9]))
+    assert ids == [None, 1]
+
+
+def test_low_score_weight_one_lets_a_better_low_detection_win():
+    # With equal weights the low detection that overlaps the track better takes it; the high one starts a track.
+    tracker = ByteTracker(low_score_weight=1.0)
+    tracker.update(np.array([BOX_A]), np.array([0.9]))
+    ids = tracker.update(np.array([[10.0, 0.0, 30.0, 40.0], BOX_A]), np.array([0.9, 0.3]))
+    assert ids == [2, 1]
