@@ -18,6 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", type=Path, help="COCO instances JSON (images as files, or video frames 'clip.mp4#17')")
     data.add_argument("--synthetic", metavar="SEED", type=int, help="train on endless generated scenes from this seed")
+    p.add_argument("--variety", choices=("classic", "rich"), default="classic",
+                   help="--synthetic: the scenes' variety (pipeline.scenes.SceneConfig.variety; classic: the scenes the "
+                        "shipped model's first stages saw, rich: backgrounds, distractors, lighting, JPEG, frame edges)")
     p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
     p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
@@ -80,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from pipeline.scenes import CLASS_NAMES
 
-        samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers)
+        samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers,
+                               scene_overrides={"variety": args.variety})
         class_names = CLASS_NAMES
-        source = f"generated scenes, seed {args.synthetic}, {args.interleave_clips} clip(s) interleaved"
+        source = (f"generated scenes ({args.variety}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
+                  "interleaved")
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
     if args.init is not None:
         loaded = load_model(args.arch, args.init, min_size=args.min_size, max_size=args.max_size,
