@@ -259,6 +259,7 @@ class TrackingConfig(_Section):
     new_track_score_threshold: float = _tracking_field("new_track_score_threshold", 0.7)
     match_iou_threshold: float = _tracking_field("match_iou_threshold", 0.2)
     low_match_iou_threshold: float = _tracking_field("low_match_iou_threshold", 0.3)
+    low_score_weight: float = _tracking_field("low_score_weight", 0.8)
     lost_track_buffer_frames: int = _tracking_field("lost_track_buffer_frames", 30)
     min_hits_to_confirm: int = _tracking_field("min_hits_to_confirm", 1)
     use_mask_iou: bool = False
