@@ -45,8 +45,11 @@ DUPLICATE_MIN_SCORE = 0.5
 at evaluation thresholds (0.05) it keeps its place as the model's second guess (demoted, a duplicate under
 0.5 would fall below 0.05 and be lost). Measured on 100 held-out frames (fp32, rule at 0.45): deleting
 every duplicate cost 0.015 mask AP (0.8223 -> 0.8075), demoting every one 0.009, sparing those below 0.5
-and deleting the rest 0.004. The price: a pipeline run with a score threshold below 0.5 can publish a
-duplicate scoring under 0.5."""
+and deleting the rest 0.004. The rule as shipped (spare below 0.5, demote the rest), 200 held-out frames,
+fp32: mask AP 0.8164 -> 0.8129, box AP 0.8538 -> 0.8498; at score >= 0.5, 985 -> 832 instances for 835
+objects, precision (mask IoU 0.5) 0.815 -> 0.962, recall 0.962 -> 0.958, pairs of one frame above mask
+IoU 0.5: 170 -> 0 (above 0.3: 220 -> 12). The price: a pipeline run with a score threshold below 0.5
+can publish a duplicate scoring under 0.5."""
 
 _GRID = 64  # samples per side of a pair's union box: the sampled IoU's error stays within a few hundredths
 _PAIR_CHUNK = 1024  # pairs measured at once: bounds the temporaries ((pairs, _GRID, _GRID) floats: 17 MB)
