@@ -10,8 +10,10 @@ rendered pixels). The ground truth is the renderer's, from before encoding.
 - **At the threshold**: the detections scoring at least ``score_threshold`` (the shipped
   ``pipeline.yaml``'s ``model.score_threshold``): what ``maskstream run`` publishes before
   tracking. torchvision drops low scores before its per-class NMS and keeps the best
-  ``max_detections``, so the detections >= the threshold out of a 0.05 run are those a run at
-  the threshold returns (unless a frame has more than ``max_detections`` of them). Precision,
+  ``max_detections``, and the engine's duplicate rule (``pipeline.engine.duplicates``) compares a
+  detection only with higher-scoring ones, so the detections >= the threshold out of a 0.05 run
+  are those a run at the threshold returns (unless a frame has more than ``max_detections`` of
+  them). Precision,
   recall, false-positive kinds and duplicate pairs: :mod:`pipeline.evaluation.ood_match`.
 - **Worst frames**: the ``worst`` frames with the most false positives plus misses, drawn by
   :mod:`pipeline.evaluation.ood_pictures` into ``picture_dir/ood_worst_<rank>.png``.
