@@ -55,6 +55,7 @@ class InferenceWorker:
             mask_threshold=model.mask_threshold,
             channels_last=model.channels_last,
             compile_backbone=model.compile_backbone,
+            duplicate_mask_iou_threshold=model.duplicate_mask_iou_threshold,
         )
         self.info = ReplicaInfo(arch=loaded.arch, weights=loaded.source, classes=len(loaded.class_names),
                                 device=str(self.engine.device), precision=self.engine.choice.describe())

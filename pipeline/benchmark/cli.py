@@ -1,6 +1,6 @@
 """``maskstream bench-pipeline``: frames/s of the real actor graph (model not run) against decoding alone.
 
-    maskstream bench-pipeline --sizes 1280x720 1920x1080 --streams 1 8 --frames 300 \\
+    maskstream bench-pipeline --sizes 1280x720 1920x1080 --streams 1 8 --frames 600 \\
         --redis redis://127.0.0.1:6379/0 --out docs/bench/pipeline
 
 For each size and stream count: the same N H.264 files decoded by N processes at once (the host's limit), then
@@ -29,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", nargs="+", type=_size, default=[(1280, 720), (1920, 1080)], metavar="WxH",
                    help="frame sizes (default: 1280x720 1920x1080)")
     p.add_argument("--streams", nargs="+", type=int, default=[1, 8], metavar="N", help="stream counts (default: 1 8)")
-    p.add_argument("--frames", type=int, default=300, help="frames per file (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=600, help="frames per file (default: %(default)s)")
     p.add_argument("--instances", type=int, default=15, help="fixed detections per frame (default: %(default)s)")
     p.add_argument("--replicas", type=int, default=1, help="inference actors (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=8, help="inference.max_batch_size (default: %(default)s)")

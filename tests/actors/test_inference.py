@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import ray
 
@@ -65,3 +67,23 @@ def test_ready_says_what_auto_chose_and_why() -> None:
     assert info.describe() == f"maskrcnn_compact on cpu (random, 3 classes), {expected.describe()}"
     forced = InferenceWorker(model_config(precision="fp32", channels_last=False)).ready()
     assert forced.precision == "fp32 (as set)"
+
+
+def test_frames_of_one_bundle_are_read_at_their_slots(ray_session: None) -> None:
+    from pipeline.frames import FrameBundle
+
+    worker = InferenceWorker(model_config())
+    rng = np.random.default_rng(1)
+    images = (rng.integers(0, 255, (96, 128, 3), np.uint8), rng.integers(0, 255, (120, 100, 3), np.uint8))
+    bundle = ray.put(FrameBundle(images))
+    metas = [meta(1, 100, 120), meta(0, 128, 96)]
+    metas = [dataclasses.replace(metas[0], slot=1), metas[1]]
+    results = worker.infer(metas, [bundle, bundle])
+    for result, image in zip(results, (images[1], images[0])):
+        assert result.error is None
+        assert result.instances and all((i.mask.height, i.mask.width) == image.shape[:2] for i in result.instances)
+
+
+def test_the_engine_gets_the_configured_duplicate_rule(ray_session: None) -> None:
+    assert InferenceWorker(model_config(duplicate_mask_iou_threshold=None)).engine.duplicate_mask_iou_threshold is None
+    assert InferenceWorker(model_config(duplicate_mask_iou_threshold=0.6)).engine.duplicate_mask_iou_threshold == 0.6
