@@ -163,3 +163,15 @@ def test_yuv420_transfer_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "engine yuv420" in capsys.readouterr().out  # the table names the row's input
     assert bench.main([*TINY, "--size", "95x96", "--transfer", "yuv420"]) == 2
     assert "--transfer yuv420 needs an even frame size, got --size 95x96" in capsys.readouterr().err
+
+
+def test_instance_checks_want_equal_counts_or_with_the_duplicate_rule_at_most_the_naive_ones():
+    Row, instance_checks = bench.Row, bench.instance_checks
+    naive = Row(mode="m", path="naive", precision="fp32", batch_size=1, frame_instances=[3, 2, None])
+    fewer = Row(mode="m", path="engine", precision="fp32", batch_size=4, frame_instances=[2, 2, 5])
+    same = Row(mode="m", path="engine", precision="fp32", batch_size=4, frame_instances=[3, 2, 1])
+    more = Row(mode="m", path="engine", precision="fp32", batch_size=4, frame_instances=[4, 2, None])
+    assert instance_checks([naive, same]) == {"m": True}
+    assert instance_checks([naive, fewer]) == {"m": False}
+    assert instance_checks([naive, fewer], exact=False) == {"m": True}
+    assert instance_checks([naive, more], exact=False) == {"m": False}
