@@ -207,8 +207,15 @@ class SourceWorker:
         self.done = True
 
     def _attach(self) -> None:
-        """First attach of this incarnation: number frames from where the output is."""
+        """First attach of this incarnation: number frames from where the output is, and learn the dispatcher's
+        incarnation before sending anything (a probe compares against it: a change means frames were lost)."""
         while True:
+            if self.dispatcher_incarnation is None:
+                self.dispatcher_incarnation = self._dispatcher_incarnation()
+                if self.dispatcher_incarnation is None:
+                    if self._stop.wait(self.probe_interval_s):
+                        return
+                    continue
             reply = self._call_output(lambda o: o.attach.remote(self.info))
             if reply is not None:
                 self.attached, self.output_incarnation = reply
@@ -365,11 +372,17 @@ class SourceWorker:
     def _decoded_total(self) -> int:
         return self.index_base + self.decoded
 
+    def _dispatcher_incarnation(self) -> str | None:
+        """The dispatcher's incarnation now; ``None`` while it is unavailable (restarting)."""
+        try:
+            return ray.get(self.dispatcher.incarnation.remote(), timeout=_CALL_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError):
+            return None
+
     def _probe(self) -> None:
         """Ask the dispatcher and the output whether they restarted; if one did, send the window again."""
-        try:
-            dispatcher = ray.get(self.dispatcher.incarnation.remote(), timeout=_CALL_TIMEOUT_S)
-        except (ray.exceptions.RayError, TimeoutError):
+        dispatcher = self._dispatcher_incarnation()
+        if dispatcher is None:
             return
         probe = self._call_output(lambda o: o.probe.remote())
         if probe is not None and probe.incarnation != self.output_incarnation:
@@ -381,9 +394,14 @@ class SourceWorker:
             self.dispatcher_incarnation = dispatcher
             self._resend()
             return
-        # Nothing restarted, yet nothing was acknowledged for a while: a message was lost on the way (a call
-        # that failed while an actor was briefly unreachable). Send the window again, less often each time;
-        # the output drops what it already has, so the worst case is inference run twice.
+        if self._replies:
+            # Submits have not returned: their frames are still queued or in inference (a slow model, a long
+            # queue), not lost. Sending them again would only make the model run them twice.
+            self._quiet_probes = 0
+            return
+        # Nothing restarted, every submit returned, yet nothing was acknowledged for a while: a message was lost
+        # on the way (a delivery that failed while the output was briefly unreachable). Send the window again,
+        # less often each time; the output drops what it already has, so the worst case is inference run twice.
         self._quiet_probes += 1
         if self._quiet_probes >= self._resend_after_probes:
             self._quiet_probes = 0

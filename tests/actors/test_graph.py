@@ -85,3 +85,15 @@ def test_live_stream_drops_oldest_and_stops_cleanly(ray_session: None, tmp_path:
     assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)
     assert indexes[-1] > len(indexes)  # gaps where frames were dropped
     assert count_frames(tmp_path / "live.mp4")[0] == summary.published  # the video was closed playable
+
+
+def test_a_model_slower_than_the_probes_gets_every_frame_once(ray_session: None, tmp_path: Path) -> None:
+    # Acknowledgements come far apart (a batch of 8 takes longer than 5 probe intervals): the source sees its
+    # submits still running and waits, instead of taking the silence for a lost message and sending them again.
+    cfg = config(tmp_path, [{"id": "slow", "url": "synthetic:seed=4&size=128x96&frames=24"}],
+                 inference={"replicas": 1, "num_gpus": 0, "num_cpus": 1, "max_batch_size": 8, "max_wait_ms": 200},
+                 backpressure={"max_in_flight_per_stream": 8}, supervision={"probe_interval_s": 0.02})
+    report = PipelineRunner(cfg, console=Console(stderr=True, width=140)).run()
+    assert report.exit_code == 0, report
+    assert [s.published for s in report.summaries] == [24]
+    assert report.batching is not None and report.batching.submitted_frames == 24
