@@ -69,6 +69,12 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             ours, peer = lvl["ours"]["IDF1"], lvl["peer"]["IDF1"]
             targets.append(_target(f"tracker IDF1, noise level {lvl['level']} (peer {peer:.4f})", ours,
                                    ">= peer", ours >= peer - 1e-12))
+        walkers = tracker.get("walkers")
+        for lvl in [] if walkers is None else walkers["levels"]:
+            for key in ("IDF1", "MOTA"):
+                ours, peer = lvl["ours"][key], lvl["peer"][key]
+                targets.append(_target(f"tracker {key} on walkers, noise level {lvl['level']} (peer {peer:.4f})",
+                                       ours, ">= peer", ours >= peer - 1e-12))
     return targets
 
 
@@ -159,8 +165,16 @@ def write_chart(report: dict[str, Any], path: Path) -> Path:
             vals = [_num(lvl[who][key]) for lvl in levels]
             ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, label=f"{'ByteTracker' if who == 'ours' else 'roboflow ByteTrack'} {key}",
                    color=f"C{i}", alpha=1.0 if who == "ours" else 0.6)
-        ax.set_xticks(x, [f"level {lvl['level']}\nσ={lvl['jitter_px']:g}px miss={lvl['miss_prob']:g}\n"
-                          f"fp/frame={lvl['fp_per_frame']:g}" for lvl in levels], fontsize=7)
+        labels = [f"level {lvl['level']}\nσ={lvl['jitter_px']:g}px miss={lvl['miss_prob']:g}\n"
+                  f"fp/frame={lvl['fp_per_frame']:g}" for lvl in levels]
+        walkers = (tracker.get("walkers") or {}).get("levels", [])
+        for j, lvl in enumerate(walkers):  # the walkers' levels to the right of the shapes' ones
+            for i, (who, key) in enumerate([("ours", "MOTA"), ("peer", "MOTA"), ("ours", "IDF1"), ("peer", "IDF1")]):
+                ax.bar(len(levels) + j + (i - 1.5) * 0.2, _num(lvl[who][key]), 0.2, color=f"C{i}",
+                       alpha=1.0 if who == "ours" else 0.6)
+            labels.append(f"walkers {lvl['level']}\njitter {lvl['jitter_frac']:.0%}\nfp/frame={lvl['fp_per_frame']:g}")
+        levels = levels + walkers
+        ax.set_xticks(np.arange(len(levels)), labels, fontsize=7)
         lows = [_num(lvl[w][k]) for lvl in levels for w in ("ours", "peer") for k in ("MOTA", "IDF1")]
         low = min([v for v in lows if not math.isnan(v)] + [0.0])
         ax.set_ylim(min(0.0, low - 0.05), 1.05)
@@ -169,7 +183,7 @@ def write_chart(report: dict[str, Any], path: Path) -> Path:
         ax.text(0.5, 0.5, "skipped", ha="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_ylim(0, 1.05)
-    ax.set_title("tracker vs peer on noisy GT boxes")
+    ax.set_title("tracker vs peer on noisy GT boxes (shapes, walkers)")
     draw_ood_panel(axes[3], report.get("ood"), report.get("model"))
     fig.tight_layout()
     path = Path(path)
@@ -248,6 +262,19 @@ def render(report: dict[str, Any], console: Console) -> None:
                       _fmt(o["MOTA"]), _fmt(p["MOTA"]), _fmt(o["IDF1"]), _fmt(p["IDF1"]), _fmt(o["HOTA"]), _fmt(p["HOTA"]),
                       _fmt(o["IDSW"]), _fmt(p["IDSW"]))
         console.print(t)
+        walkers = tracker.get("walkers")
+        if walkers is not None:
+            t = Table(title=f"tracker vs roboflow ByteTrack on walkers ({walkers['clips']} clips x "
+                            f"{walkers['frames_per_clip']} frames, seed {walkers['seed']})")
+            for name in ("level", "jitter", "miss", "fp/frame", "MOTA ours", "MOTA peer", "IDF1 ours", "IDF1 peer",
+                         "HOTA ours", "HOTA peer", "IDSW ours", "IDSW peer"):
+                t.add_column(name, justify="right")
+            for lvl in walkers["levels"]:
+                o, p = lvl["ours"], lvl["peer"]
+                t.add_row(str(lvl["level"]), f"{lvl['jitter_frac']:.0%}", _fmt(lvl["miss_prob"], 2),
+                          _fmt(lvl["fp_per_frame"], 1), _fmt(o["MOTA"]), _fmt(p["MOTA"]), _fmt(o["IDF1"]),
+                          _fmt(p["IDF1"]), _fmt(o["HOTA"]), _fmt(p["HOTA"]), _fmt(o["IDSW"]), _fmt(p["IDSW"]))
+            console.print(t)
     t = Table(title="targets")
     t.add_column("check")
     t.add_column("value", justify="right")

@@ -58,7 +58,10 @@ def full_report() -> dict:
         "tracker": {"clips": 1, "frames_per_clip": 10, "seed": 0, "levels": [
             {"level": 0, "jitter_px": 0.0, "miss_prob": 0.0, "fp_per_frame": 0.0, "ours": mot(1.0, 1.0), "peer": mot(0.98, 0.99)},
             {"level": 1, "jitter_px": 2.0, "miss_prob": 0.1, "fp_per_frame": 1.0, "ours": mot(0.8, 0.85), "peer": mot(0.8, 0.9)},
-        ]},
+        ], "walkers": {"clips": 1, "frames_per_clip": 20, "seed": 0, "levels": [
+            {"level": 0, "jitter_frac": 0.0, "miss_prob": 0.0, "fp_per_frame": 0.0, "ours": mot(0.93, 0.92), "peer": mot(0.92, 0.9)},
+            {"level": 1, "jitter_frac": 0.02, "miss_prob": 0.05, "fp_per_frame": 0.5, "ours": mot(0.85, 0.8), "peer": mot(0.86, 0.79)},
+        ]}},
     }
 
 
@@ -77,6 +80,10 @@ def test_targets_pass_and_fail() -> None:
         "pipeline MOTA": "PASS",
         "tracker IDF1, noise level 0": "PASS",
         "tracker IDF1, noise level 1": "FAIL",
+        "tracker IDF1 on walkers, noise level 0": "PASS",
+        "tracker MOTA on walkers, noise level 0": "PASS",
+        "tracker IDF1 on walkers, noise level 1": "PASS",
+        "tracker MOTA on walkers, noise level 1": "FAIL",
     }
     assert report["passed"] is False
 
@@ -112,6 +119,7 @@ def test_report_writes_json_and_png(tmp_path: Path) -> None:
             assert "/tmp/x/ood_worst_1.png" in text and "Duplicate pairs (mask IoU > 0.5): 2 in 1 frames" in text
             all_row = next(line for line in text.splitlines() if line.startswith("│ all  "))
             assert "0.9600" in all_row and "0.9700" in all_row and "0.9200" in all_row and "0.4000" in all_row
+            assert "tracker vs roboflow ByteTrack on walkers" in text
 
 
 def parse(argv: list[str]):
