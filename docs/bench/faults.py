@@ -665,7 +665,7 @@ def write_outputs(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
         "",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['mem_total_mb']} MB, Linux {m['kernel']}, Python {m['python']}, "
         f"Ray {m['ray']}, torch {m['torch']}, {m['redis']}; load average {m['loadavg_start'][0]:.2f} at start "
-        f"(the machine is shared: other engineers' runs, e.g. a memory soak, were going on at the same time).",
+        f"(over the last minute: what else ran just before).",
         "",
         f"Pipeline: one local Ray (`num_cpus=4`), streams `a` and `b`: H.264 files of {meta['frames']} frames at "
         f"{WIDTH}x{HEIGHT}; compact Mask R-CNN, random weights, input 96-128 px, CPU, 1 replica, batches up to 4; "
