@@ -265,8 +265,9 @@ class TrackingConfig(_Section):
     use_mask_iou: bool = False
     class_aware: bool = False
     # A detection whose mask overlaps a higher-scoring one's by this mask IoU is a duplicate (Mask R-CNN
-    # suppresses overlaps per class only) and gets no track; null: off. See ByteTracker for the trade-off.
-    duplicate_mask_iou_threshold: float | None = _tracking_field("duplicate_mask_iou_threshold", 0.3)
+    # suppresses overlaps per class only) and gets no track; null: off. See ByteTracker for the trade-off. Off by
+    # default: the engine's own rule (ModelConfig.duplicate_mask_iou_threshold) removes duplicates before tracking.
+    duplicate_mask_iou_threshold: float | None = _tracking_field("duplicate_mask_iou_threshold", None)
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrackingConfig":
