@@ -11,6 +11,7 @@ hands out track ids above every id already published (ids are reserved in blocks
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -30,12 +31,16 @@ from pipeline.sinks.factory import build_sinks
 from pipeline.stats import OutputStats
 from pipeline.tracking.from_config import tracker_from_config
 
+log = logging.getLogger(__name__)
+
 # Acknowledgements sent and not yet confirmed: past this many, wait for the oldest (bounds memory).
 _MAX_ACKS_IN_FLIGHT = 64
 # The shortest time between two checkpoints of published frames: one GCS write and one acknowledgement for
 # every frame published in it instead of for every delivery. It delays only the source's release of frames
 # (its window holds max_in_flight_per_stream): 10 ms costs nothing below 100 windows a second.
 _CHECKPOINT_INTERVAL_S = 0.01
+# After a failed save (the GCS unreachable while it restarts), wait this long before the next try.
+_CHECKPOINT_RETRY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -155,12 +160,20 @@ class OutputWorker:
         self.output.close()
 
     def _checkpoint_loop(self) -> None:
-        """Save the newest checkpoint whenever frames were published, then acknowledge what it covers."""
+        """Save the newest checkpoint whenever frames were published, then acknowledge what it covers. A save
+        that fails (the GCS briefly unreachable) is tried again after ``_CHECKPOINT_RETRY_S``: until then the
+        frames stay unacknowledged, and the source keeps them."""
         while not self._closed.is_set():
             if not self._published.wait(timeout=1.0):
                 continue
             self._published.clear()
-            self._ack(self._save())
+            try:
+                self._ack(self._save())
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any failure of one save
+                log.warning("stream %r: checkpoint not saved (%s: %s); trying again", self.stream_id,
+                            type(exc).__name__, exc)
+                self._published.set()
+                self._closed.wait(_CHECKPOINT_RETRY_S)
             self._closed.wait(_CHECKPOINT_INTERVAL_S)
 
     def _save(self) -> int:
