@@ -285,15 +285,17 @@ class SourceWorker:
 
     def _flush(self) -> None:
         """Put the outbox's frames into the object store as one ``FrameBundle``, keep them in the window, send them."""
-        pending, self._outbox = self._outbox, []
+        pending = self._outbox
         if not pending:
             return
         with self.clock.stage("put"):
             ref = ray.put(FrameBundle(tuple(pixels for _, pixels in pending)))
         frames = [(dataclasses.replace(meta, slot=slot), ref) for slot, (meta, _) in enumerate(pending)]
-        with self._window_changed:
+        # Under the status lock: a connection event never sees the frames neither in the outbox nor in the window.
+        with self._status_lock, self._window_changed:
             for meta, _ in frames:
                 self.window.add(meta.seq, (meta, ref))
+            self._outbox = []
         self._send(frames)
 
     def _send(self, frames: list[tuple[FrameMeta, Any]]) -> None:
@@ -440,7 +442,7 @@ class SourceWorker:
         event = StreamStatus(stream_id=self.stream.id, state=state, at=time.time(), reason=reason, attempt=attempt,
                              lost=lost, downtime_s=downtime_s)
         with self._status_lock:
-            if self._deferred or self._in_hand or len(self.queue):
+            if self._deferred or self._in_hand or self._outbox or len(self.queue):
                 self._deferred.append((self._last_index, event))
                 return
         self._send_status(event)
