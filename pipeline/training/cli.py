@@ -12,15 +12,19 @@ from rich.console import Console
 
 from pipeline.errors import ConfigError
 
+# --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
+_VARIETIES: dict[str, tuple[str, ...]] = {"classic": ("classic",), "rich": ("rich",), "mixed": ("classic", "rich")}
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train or fine-tune a Mask R-CNN (COCO-format data or generated scenes)")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", type=Path, help="COCO instances JSON (images as files, or video frames 'clip.mp4#17')")
     data.add_argument("--synthetic", metavar="SEED", type=int, help="train on endless generated scenes from this seed")
-    p.add_argument("--variety", choices=("classic", "rich"), default="classic",
+    p.add_argument("--variety", choices=tuple(_VARIETIES), default="classic",
                    help="--synthetic: the scenes' variety (pipeline.scenes.SceneConfig.variety; classic: the scenes the "
-                        "shipped model's first stages saw, rich: backgrounds, distractors, lighting, JPEG, frame edges)")
+                        "shipped model's first stages saw, rich: backgrounds, distractors, lighting, JPEG, frame edges; "
+                        "mixed: classic and rich clips alternately, so that a fine-tune on rich keeps the classic look)")
     p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
     p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.scenes import CLASS_NAMES
 
         samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers,
-                               scene_overrides={"variety": args.variety})
+                               scene_overrides={"variety": _VARIETIES[args.variety]})
         class_names = CLASS_NAMES
         source = (f"generated scenes ({args.variety}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
                   "interleaved")

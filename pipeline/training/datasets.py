@@ -57,6 +57,8 @@ class SceneSamples:
     ``prefetch_groups``: groups rendered ahead per worker; bounds the memory held (a sample at
     320x240 is 230 KB of image plus 77 KB per object mask: a group of four 60-frame clips at stride
     3 holds 80 samples, about 40 MB with 4 objects a frame).
+    ``scene_overrides``: ``SceneConfig`` fields for every clip; a tuple value cycles over the clips
+    (``{"variety": ("classic", "rich")}``: even clips classic, odd ones rich).
     """
 
     def __init__(self, *, seed: int, width: int = 320, height: int = 240, clip_frames: int = 60,
@@ -139,11 +141,18 @@ class _GroupRecipe:
         clips = [self._kept_frames(group * self.clips_interleaved + j) for j in range(self.clips_interleaved)]
         return [self._arrays(frame) for frames in zip(*clips) for frame in frames]
 
+    def scene_config(self, clip: int) -> Any:
+        """The ``SceneConfig`` of clip number ``clip`` (a tuple override takes its value ``clip % len``)."""
+        from pipeline.scenes import SceneConfig
+
+        overrides = {k: v[clip % len(v)] if isinstance(v, tuple) else v for k, v in self.scene_overrides}
+        return SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
+                           num_frames=self.clip_frames, **overrides)
+
     def _kept_frames(self, clip: int) -> Iterator[Any]:
         from pipeline.scenes import SceneConfig, SceneGenerator
 
-        config = SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
-                             num_frames=self.clip_frames, **dict(self.scene_overrides))
+        config = self.scene_config(clip)
         # every frame is rendered (motion is stateful); only every frame_stride-th is kept
         return (frame for frame in SceneGenerator(config) if frame.index % self.frame_stride == 0)
 

@@ -148,3 +148,13 @@ def test_time_budget_fits_the_step_count_and_a_spent_budget_stops_the_run(coco: 
     assert saved == [(1, True, 50)]  # spent during the first step: it stops there, saves, and keeps the schedule
     with pytest.raises(ConfigError, match="time_budget_s must be > 0 or None, got 0"):
         TrainingConfig(time_budget_s=0)
+
+
+def test_a_tuple_scene_override_cycles_over_the_clips():
+    from pipeline.training.datasets import _GroupRecipe
+
+    recipe = _GroupRecipe(4, 64, 48, 6, 2, 2, (("variety", ("classic", "rich")), ("max_objects", 3)))
+    configs = [recipe.scene_config(clip) for clip in range(4)]
+    assert [c.variety for c in configs] == ["classic", "rich", "classic", "rich"]
+    assert {c.max_objects for c in configs} == {3} and len({c.seed for c in configs}) == 4
+
