@@ -291,7 +291,7 @@ class SourceWorker:
         with self.clock.stage("put"):
             ref = ray.put(FrameBundle(tuple(pixels for _, pixels in pending)))
         frames = [(dataclasses.replace(meta, slot=slot), ref) for slot, (meta, _) in enumerate(pending)]
-        # Under the status lock: a connection event never sees the frames neither in the outbox nor in the window.
+        # Under the status lock: a connection event never finds these frames missing from both outbox and window.
         with self._status_lock, self._window_changed:
             for meta, _ in frames:
                 self.window.add(meta.seq, (meta, ref))
