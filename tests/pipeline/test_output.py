@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.client import read_jsonl
@@ -24,10 +25,11 @@ def frame(seq: int, *, epoch: int = 0, x: int = 4) -> Delivered:
     return Delivered(dataclasses.replace(r, meta=dataclasses.replace(r.meta, seq=seq, epoch=epoch)))
 
 
-def output(tmp_path: Path, checkpoint: OutputCheckpoint | None = None) -> StreamOutput:
+def output(tmp_path: Path, checkpoint: OutputCheckpoint | None = None,
+           on_reserve: Callable[[OutputCheckpoint], None] | None = None) -> StreamOutput:
     tracker = ByteTracker(high_score_threshold=0.5, low_score_threshold=0.1, new_track_score_threshold=0.5)
     return StreamOutput("cam", {"jsonl": JsonlSink("cam", directory=tmp_path)}, tracker, max_pending=16,
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, on_reserve=on_reserve)
 
 
 def frames_written(tmp_path: Path) -> list[FrameMessage]:
@@ -124,9 +126,7 @@ def test_a_stream_that_never_opened_gets_just_its_end_line(tmp_path: Path) -> No
 
 def test_track_ids_are_reserved_before_any_sink_sees_them(tmp_path: Path) -> None:
     saved: list[OutputCheckpoint] = []
-    tracker = ByteTracker(high_score_threshold=0.5, low_score_threshold=0.1, new_track_score_threshold=0.5)
-    out = StreamOutput("cam", {"jsonl": JsonlSink("cam", directory=tmp_path)}, tracker, max_pending=16,
-                       on_reserve=saved.append)
+    out = output(tmp_path, on_reserve=saved.append)
     out.attach(INFO)
     out.push([frame(0)])
     # reserved with the new ids, before frame 0 was counted as published
@@ -158,13 +158,12 @@ def test_an_abort_after_a_resume_counts_the_frames_a_sink_already_holds(tmp_path
 
 def test_track_ids_are_reserved_a_block_at_a_time_and_the_checkpoint_covers_the_block(tmp_path: Path) -> None:
     saved: list[OutputCheckpoint] = []
-    tracker = ByteTracker(high_score_threshold=0.5, low_score_threshold=0.1, new_track_score_threshold=0.5)
-    out = StreamOutput("cam", {"jsonl": JsonlSink("cam", directory=tmp_path)}, tracker, max_pending=16,
-                       on_reserve=saved.append)
+    out = output(tmp_path, on_reserve=saved.append)
     out.attach(INFO)
     for seq, x in enumerate((2, 26, 50)):  # a new object away from the others in every frame: a new track each time
         out.push([frame(seq, x=x - seq)])
-    assert tracker.next_track_id == 4 and len(saved) == 1  # ids 1-3: all within the first block
+    tracker = out.tracker
+    assert tracker is not None and tracker.next_track_id == 4 and len(saved) == 1  # ids 1-3: all within the first block
     assert out.checkpoint.next_track_id == saved[0].next_track_id == 2 + TRACK_ID_BLOCK
     tracker.next_track_id = saved[0].next_track_id + 5  # past the block: the next new id reserves another
     out.push([frame(3, x=-3)])  # at x 0, away from the last two tracks
