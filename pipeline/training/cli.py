@@ -53,6 +53,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="train about this long: --steps becomes an upper bound, lowered to what the speed of the "
                         "first steps fits (the checkpoint records the count)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the forward under torch.autocast, weights and optimizer in fp32 (about 1.5x faster on "
+                        "a CPU with AVX-512 BF16 or AMX, and on a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.arch, num_classes=len(class_names), **model_kwargs)
     config = TrainingConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                             warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                            roi_samples_per_image=args.roi_samples, time_budget_s=args.time_budget_s)
+                            roi_samples_per_image=args.roi_samples, time_budget_s=args.time_budget_s,
+                            precision=args.precision)
     resume_path = args.out.with_suffix(".resume.pt")
     if args.resume and not resume_path.is_file():
         raise ConfigError(f"--resume: {resume_path} does not exist; run without --resume to start a new training")

@@ -40,6 +40,9 @@ class TrainingConfig:
     checkpoint_every: int = 250  # steps between resumable checkpoints (<out>.resume.pt)
     log_every: int = 25  # steps between log lines when the output is not a terminal
     seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the forward runs under torch.autocast (weights, gradients
+    #   and the optimizer's state stay fp32); measured 1.5x faster steps on a CPU with AVX-512 BF16 (0.78 against
+    #   1.18 s a step of 4 at 360x480). fp32: the shipped model's stages 1-6.
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "calibration_steps"):
@@ -47,6 +50,8 @@ class TrainingConfig:
                 raise ConfigError(f"training {name} must be >= 1, got {getattr(self, name)}")
         if self.roi_samples_per_image is not None and self.roi_samples_per_image < 4:
             raise ConfigError(f"training roi_samples_per_image must be >= 4, got {self.roi_samples_per_image}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"training precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.lr <= 0:
             raise ConfigError(f"training lr must be > 0, got {self.lr}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -150,7 +155,8 @@ def train(
             batch = [_to_device(next(stream), device) for _ in range(config.batch_size)]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            losses = model([image for image, _ in batch], [target for _, target in batch])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                losses = model([image for image, _ in batch], [target for _, target in batch])
             total = sum(losses.values())
             if not torch.isfinite(total):
                 raise ConfigError(f"training diverged at step {step}: loss {float(total)}; lower the lr ({config.lr})")

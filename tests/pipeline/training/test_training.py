@@ -158,3 +158,21 @@ def test_a_tuple_scene_override_cycles_over_the_clips():
     assert [c.variety for c in configs] == ["classic", "rich", "classic", "rich"]
     assert {c.max_objects for c in configs} == {3} and len({c.seed for c in configs}) == 4
 
+
+
+def test_bf16_training_runs_the_forward_in_bf16_and_keeps_fp32_weights(coco: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen: list[torch.dtype] = []
+    first_conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    losses = train(model, CocoFrames(coco), TrainingConfig(steps=2, batch_size=2, warmup_steps=1, precision="bf16"),
+                   save=lambda *args: None)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    after = model.state_dict()
+    assert all(after[k].dtype == before[k].dtype for k in before)
+    assert any(not torch.equal(after[k], before[k]) for k in before if before[k].is_floating_point())
+    with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        TrainingConfig(precision="fp16")  # type: ignore[arg-type]
