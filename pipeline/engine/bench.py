@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torchvision
 
-from pipeline.engine.duplicates import DEFAULT_DUPLICATE_MASK_IOU
+from pipeline.engine.duplicates import DEFAULT_DUPLICATE_MASK_IOU, parse_duplicate_iou
 from pipeline.engine.engine import InferenceEngine, resolve_device
 from pipeline.engine.rle import compress_counts
 from pipeline.errors import ConfigError, InferenceError, MaskstreamError
@@ -702,18 +702,6 @@ def run(args: argparse.Namespace, command: Sequence[str]) -> int:
 # -------------------------------------------------------------------------------- command line
 
 
-def _duplicate_iou(text: str) -> float | None:
-    if text.strip().lower() in ("off", "none", "null"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an IoU in (0, 1] or off, got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected an IoU in (0, 1] or off, got {text!r}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``maskstream bench`` and ``python -m pipeline.engine.bench`` (the same)."""
     p.add_argument("--arch", default=DEFAULT_ARCH, choices=ARCHS, help="model architecture (default: %(default)s)")
@@ -747,7 +735,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-size", type=int, default=None, help="model input short side (default: the weights' training size, else the arch's)")
     p.add_argument("--max-size", type=int, default=None, help="model input long side at most (default: the weights' training size, else the arch's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the frames and of random weights (default: %(default)s)")
-    p.add_argument("--duplicate-mask-iou", type=_duplicate_iou, default=DEFAULT_DUPLICATE_MASK_IOU, metavar="IOU|off",
+    p.add_argument("--duplicate-mask-iou", type=parse_duplicate_iou, default=DEFAULT_DUPLICATE_MASK_IOU, metavar="IOU|off",
                    help="the engine's duplicate rule, model.duplicate_mask_iou_threshold (default: %(default)s; off: none)")
 
 

@@ -51,6 +51,21 @@ objects, precision (mask IoU 0.5) 0.815 -> 0.962, recall 0.962 -> 0.958, pairs o
 IoU 0.5: 170 -> 0 (above 0.3: 220 -> 12). The price: a pipeline run with a score threshold below 0.5
 can publish a duplicate scoring under 0.5."""
 
+def parse_duplicate_iou(text: str) -> float | None:
+    """A command line's ``--duplicate-mask-iou``: an IoU in (0, 1], or ``off``/``none``/``null`` for no rule."""
+    import argparse
+
+    if text.strip().lower() in ("off", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an IoU in (0, 1] or off, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected an IoU in (0, 1] or off, got {text!r}")
+    return value
+
+
 _GRID = 64  # samples per side of a pair's union box: the sampled IoU's error stays within a few hundredths
 _PAIR_CHUNK = 1024  # pairs measured at once: bounds the temporaries ((pairs, _GRID, _GRID) floats: 17 MB)
 

@@ -67,6 +67,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="the model's precision (default: %(default)s, the shipped default; channels-last follows "
                         "model.channels_last: auto). When it is not fp32, the model-alone AP is also measured in fp32 "
                         "on the same frames and the difference is a target")
+    p.add_argument("--duplicate-mask-iou", default=None, metavar="IOU|off",
+                   help="the engine's duplicate rule, model.duplicate_mask_iou_threshold (default: the shipped "
+                        "config's; off: none)")
     p.add_argument("--batch-size", type=int, default=4, help="frames per engine call (default: %(default)s)")
     p.add_argument("--tracker-clips", type=int, default=4, help="clips for the tracker part (default: %(default)s)")
     p.add_argument("--tracker-frames", type=int, default=150, help="frames per tracker clip (default: %(default)s)")
@@ -98,7 +101,23 @@ def _settings(args: argparse.Namespace, *, need_model: bool) -> Any:
         args.min_size, args.max_size)
     return EngineSettings(arch=args.arch, weights=weights, min_size=min_size, max_size=max_size,
                           score_threshold=args.score_threshold, mask_threshold=args.mask_threshold,
-                          max_detections=args.max_detections, device=args.device, precision=args.precision)
+                          max_detections=args.max_detections, device=args.device, precision=args.precision,
+                          duplicate_mask_iou_threshold=_duplicate_iou(args.duplicate_mask_iou))
+
+
+def _duplicate_iou(text: str | None) -> float | None:
+    """``--duplicate-mask-iou``: the shipped config's threshold when not given (parsed here: the engine imports torch)."""
+    import argparse
+
+    from pipeline.engine.duplicates import parse_duplicate_iou
+    from pipeline.evaluation.model_ap import SHIPPED_DUPLICATE_MASK_IOU
+
+    if text is None:
+        return SHIPPED_DUPLICATE_MASK_IOU
+    try:
+        return parse_duplicate_iou(text)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"--duplicate-mask-iou: {err}") from None
 
 
 def _tracking_section(spec: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import ModelConfig
 from pipeline.evaluation.metrics import CocoGtBuilder, coco_ap, mask_ap_breakdown, results_from_detections
 from pipeline.evaluation.ood_match import MATCH_IOU, OodTally, score_detections
 from pipeline.messages import Detections
@@ -34,6 +35,9 @@ HOLDOUT_SEED_BASE = 10**9
 
 EVAL_SCORE_THRESHOLD = 0.05
 """The model's score threshold for AP: low, so that the precision/recall curve is complete."""
+
+
+SHIPPED_DUPLICATE_MASK_IOU: float | None = ModelConfig.model_fields["duplicate_mask_iou_threshold"].default
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class EngineSettings:
     device: str = "cpu"
     precision: str = "auto"  # the shipped default: pipeline.precision resolves it on the device
     channels_last: bool | str = "auto"
+    duplicate_mask_iou_threshold: float | None = SHIPPED_DUPLICATE_MASK_IOU  # the engine's duplicate rule; None: off
 
     def model_section(self) -> dict[str, Any]:
         """The ``model:`` section of a pipeline config with the same settings."""
@@ -65,6 +70,7 @@ class EngineSettings:
             "device": self.device,
             "precision": self.precision,
             "channels_last": self.channels_last,
+            "duplicate_mask_iou_threshold": self.duplicate_mask_iou_threshold,
         }
 
 
@@ -83,7 +89,8 @@ def build_engine(settings: EngineSettings) -> Any:
         max_detections=settings.max_detections,
     )
     return InferenceEngine(loaded.model, loaded.class_names, device=settings.device, precision=settings.precision,
-                           mask_threshold=settings.mask_threshold, channels_last=settings.channels_last)
+                           mask_threshold=settings.mask_threshold, channels_last=settings.channels_last,
+                           duplicate_mask_iou_threshold=settings.duplicate_mask_iou_threshold)
 
 
 CLIP_FRAMES = 60

@@ -207,3 +207,22 @@ def test_eval_command_ood_only(tmp_path: Path) -> None:
     for w in ood["worst_frames"]:
         assert Path(w["picture"]).parent == tmp_path and Path(w["picture"]).is_file()
     assert len(ood["worst_frames"]) == 1  # random weights miss objects in every frame
+
+
+def test_eval_builds_its_engine_with_the_duplicate_rule_it_was_given() -> None:
+    from pipeline.config import ModelConfig
+    from pipeline.errors import ConfigError
+    from pipeline.evaluation.cli import _settings
+    from pipeline.evaluation.model_ap import build_engine
+
+    def settings(*flags: str):
+        return _settings(parse(["eval", "--weights", "none", "--out", "x", *flags]), need_model=False)
+
+    shipped = ModelConfig.model_fields["duplicate_mask_iou_threshold"].default
+    assert settings().duplicate_mask_iou_threshold == shipped is not None
+    off = settings("--duplicate-mask-iou", "off")
+    assert off.duplicate_mask_iou_threshold is None and off.model_section()["duplicate_mask_iou_threshold"] is None
+    assert build_engine(off).duplicate_mask_iou_threshold is None
+    assert build_engine(settings("--duplicate-mask-iou", "0.3")).duplicate_mask_iou_threshold == 0.3
+    with pytest.raises(ConfigError, match=r"--duplicate-mask-iou: expected an IoU in \(0, 1\] or off, got '2'"):
+        settings("--duplicate-mask-iou", "2")
