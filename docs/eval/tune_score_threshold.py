@@ -15,9 +15,9 @@ import argparse
 import json
 
 from pipeline.evaluation.model_ap import EngineSettings, build_engine, heldout_frames, infer_all
-from pipeline.evaluation.ood_eval import CLIP_FRAMES
+from pipeline.evaluation.ood_eval import OodSettings, inferred_frames
 from pipeline.evaluation.ood_match import OodTally, score_detections
-from pipeline.evaluation.ood_scenes import OBJECT_CLASSES, h264_round_trip, render_frame
+from pipeline.evaluation.ood_scenes import OBJECT_CLASSES
 from pipeline.scenes import CLASS_NAMES
 
 OOD_TUNING_SEED_BASE = 700000
@@ -37,12 +37,9 @@ def main() -> None:
     args = p.parse_args()
     engine = build_engine(EngineSettings(weights=args.weights))
     ood = {t: OodTally(OBJECT_CLASSES) for t in args.thresholds}
-    for start in range(0, args.frames, CLIP_FRAMES):
-        frames = [render_frame(OOD_TUNING_SEED_BASE + i, index=i) for i in range(start, min(args.frames, start + CLIP_FRAMES))]
-        images = h264_round_trip([f.image for f in frames])
-        for frame, dets in zip(frames, infer_all(engine, images, 4)):
-            for t, tally in ood.items():
-                score_detections(frame.instances, dets, t, tally, distractors=frame.distractors)
+    for frame, _, dets in inferred_frames(engine, OodSettings(frames=args.frames, seed_base=OOD_TUNING_SEED_BASE)):
+        for t, tally in ood.items():
+            score_detections(frame.instances, dets, t, tally, distractors=frame.distractors)
     classic = {t: OodTally(CLASS_NAMES[1:]) for t in args.thresholds}
     frames = list(heldout_frames(args.frames, seed_base=CLASSIC_TUNING_SEED_BASE))
     for frame, dets in zip(frames, infer_all(engine, [f.image for f in frames], 4)):

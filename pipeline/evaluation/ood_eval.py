@@ -21,7 +21,7 @@ rendered pixels). The ground truth is the renderer's, from before encoding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,20 @@ def draw_worst(worst: Sequence[ScoredFrame], picture_dir: Path) -> list[dict[str
     return out
 
 
+def inferred_frames(engine: Any, settings: OodSettings, config: OodConfig = OodConfig()
+                    ) -> Iterator[tuple[OodFrame, np.ndarray, Detections]]:
+    """``settings.frames`` OOD frames (seeds from ``settings.seed_base``), each with the model's input ``image`` (uint8
+    ``(H, W, 3)`` RGB: after the H.264 round trip unless ``settings.codec`` is ``none``) and ``engine``'s detections
+    on it. Rendered, encoded and inferred clip by clip (``CLIP_FRAMES``), so memory does not grow with the count."""
+    for start in range(0, settings.frames, CLIP_FRAMES):
+        frames = [render_frame(settings.seed_base + i, config, i)
+                  for i in range(start, min(settings.frames, start + CLIP_FRAMES))]
+        images = [f.image for f in frames]
+        if settings.codec == "h264":
+            images = h264_round_trip(images)
+        yield from zip(frames, images, infer_all(engine, images, settings.batch_size))
+
+
 def evaluate_ood(engine: Any, settings: OodSettings = OodSettings(), *, picture_dir: Path | None = None,
                  config: OodConfig = OodConfig()) -> dict[str, Any]:
     """Run ``engine`` (``infer(list of uint8 (H, W, 3) RGB) -> list[Detections]``) on ``settings.frames`` OOD frames.
@@ -124,17 +138,11 @@ def evaluate_ood(engine: Any, settings: OodSettings = OodSettings(), *, picture_
     results: list[dict[str, Any]] = []
     worst: list[ScoredFrame] = []
     detections = 0
-    for start in range(0, settings.frames, CLIP_FRAMES):
-        frames = [render_frame(settings.seed_base + i, config, i)
-                  for i in range(start, min(settings.frames, start + CLIP_FRAMES))]
-        images = [f.image for f in frames]
-        if settings.codec == "h264":
-            images = h264_round_trip(images)
-        for frame, image, dets in zip(frames, images, infer_all(engine, images, settings.batch_size)):
-            gt.add_image(frame.index + 1, config.height, config.width, frame.instances)
-            results.extend(results_from_detections(frame.index + 1, dets))
-            detections += len(dets)
-            _keep_worst(worst, score_frame(frame, image, dets, settings.score_threshold, tally), settings.worst)
+    for frame, image, dets in inferred_frames(engine, settings, config):
+        gt.add_image(frame.index + 1, config.height, config.width, frame.instances)
+        results.extend(results_from_detections(frame.index + 1, dets))
+        detections += len(dets)
+        _keep_worst(worst, score_frame(frame, image, dets, settings.score_threshold, tally), settings.worst)
     gt_dict = gt.build()
     return {
         "renderer": "pipeline.evaluation.ood_scenes (PIL; independent of pipeline.scenes)",
