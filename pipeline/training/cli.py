@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from pipeline.errors import ConfigError
+from pipeline.training.loop import TRAINING_PRECISIONS
 
 # --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
 _VARIETIES: dict[str, tuple[str, ...]] = {"classic": ("classic",), "rich": ("rich",), "mixed": ("classic", "rich")}
@@ -53,9 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="train about this long: --steps becomes an upper bound, lowered to what the speed of the "
                         "first steps fits (the checkpoint records the count)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: the forward under torch.autocast, weights and optimizer in fp32 (about 1.5x faster on "
-                        "a CPU with AVX-512 BF16 or AMX, and on a GPU)")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="fp32",
+                   help="bf16: the forward under torch.autocast, weights and optimizer in fp32 (measured 1.5x faster "
+                        "steps on a CPU with AVX-512 BF16)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 

@@ -19,6 +19,10 @@ from pipeline.errors import ConfigError
 from pipeline.training.datasets import TrainingSample
 
 
+TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+"""``TrainingConfig.precision`` values (and ``maskstream train --precision`` choices)."""
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     steps: int = 2000
@@ -50,8 +54,9 @@ class TrainingConfig:
                 raise ConfigError(f"training {name} must be >= 1, got {getattr(self, name)}")
         if self.roi_samples_per_image is not None and self.roi_samples_per_image < 4:
             raise ConfigError(f"training roi_samples_per_image must be >= 4, got {self.roi_samples_per_image}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"training precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ConfigError(f"training precision must be {' or '.join(map(repr, TRAINING_PRECISIONS))}, "
+                              f"got {self.precision!r}")
         if self.lr <= 0:
             raise ConfigError(f"training lr must be > 0, got {self.lr}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:

@@ -159,7 +159,6 @@ def test_a_tuple_scene_override_cycles_over_the_clips():
     assert {c.max_objects for c in configs} == {3} and len({c.seed for c in configs}) == 4
 
 
-
 def test_bf16_training_runs_the_forward_in_bf16_and_keeps_fp32_weights(coco: Path) -> None:
     torch.manual_seed(0)
     model = build_model("maskrcnn_compact", num_classes=len(CLASS_NAMES), min_size=64, max_size=96)
