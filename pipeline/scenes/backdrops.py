@@ -9,15 +9,15 @@ objects' (unlike the classic background): the model must tell objects by shape, 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
 from pipeline.scenes.background import _resample_axis, _wave, hsv_to_rgb, make_background
-
-BACKDROP_KINDS: tuple[str, ...] = ("classic", "flat", "gradient", "noise", "texture", "clutter")
-"""Kinds :func:`make_backdrop` draws from, equally often."""
+from pipeline.scenes.config import BACKDROP_KINDS, BACKDROP_MIXES
 
 NOISE_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "uniform", "laplace", "salt_pepper")
 
@@ -156,11 +156,19 @@ _BUILDERS: dict[str, Callable[[np.random.Generator, int, int, float], np.ndarray
 }
 
 
-def make_backdrop(rng: np.random.Generator, width: int, height: int, scale: float, kind: str | None = None) -> np.ndarray:
-    """A static background of ``kind`` (``None``: drawn from :data:`BACKDROP_KINDS`), uint8
+def draw_kind(rng: np.random.Generator, mix: str = "even") -> str:
+    """One of :data:`BACKDROP_KINDS`, drawn with ``BACKDROP_MIXES[mix]``'s weights (one integer draw: with
+    ``"even"``'s weights of 1 it is the same draw, so the same kind, as before mixes existed)."""
+    bounds = list(itertools.accumulate(BACKDROP_MIXES[mix]))  # kind k owns tickets bounds[k-1] .. bounds[k] - 1
+    return BACKDROP_KINDS[bisect.bisect_right(bounds, int(rng.integers(bounds[-1])))]
+
+
+def make_backdrop(rng: np.random.Generator, width: int, height: int, scale: float, kind: str | None = None,
+                  mix: str = "even") -> np.ndarray:
+    """A static background of ``kind`` (``None``: drawn with the weights of ``BACKDROP_MIXES[mix]``), uint8
     ``(height, width, 3)`` RGB, C-contiguous, with a faint static grain on every kind."""
     if kind is None:
-        kind = BACKDROP_KINDS[int(rng.integers(len(BACKDROP_KINDS)))]
+        kind = draw_kind(rng, mix)
     img = _BUILDERS[kind](rng, width, height, scale)
     img = img + rng.uniform(-3.0, 3.0, (height, width, 1)).astype(np.float32)
     return np.ascontiguousarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))

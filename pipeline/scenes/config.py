@@ -17,6 +17,12 @@ config at 640x480 gives a scene that looks the same, only sharper.
   truth), lighting (gain fields, brightness, contrast, slow flicker), low-contrast objects,
   per-scene sensor noise and blur, JPEG artefacts, objects placed across the frame's edges, and
   sizes drawn log-uniformly from 8 to 150 px.
+
+``backdrops`` (rich variety only) weights the kinds of background a rich scene draws from
+(:data:`BACKDROP_MIXES`): ``"even"``, every kind equally often (the mix of the rich scenes before
+this field existed, bit-identical), or ``"plain"``, flat, gradient and noise backgrounds more
+often. Large plain regions (walls, sky, road, a grey test card) are common in real footage, and a
+model that saw few of them takes a flat, noisy region cut by the frame's edge for a large square.
 """
 
 from __future__ import annotations
@@ -36,6 +42,18 @@ REFERENCE_SHORT_SIDE = 240
 """Sizes/speeds in ``SceneConfig`` are in pixels of a frame whose shorter side is this long."""
 
 URL_PREFIX = "synthetic:"
+
+BACKDROP_KINDS: tuple[str, ...] = ("classic", "flat", "gradient", "noise", "texture", "clutter")
+"""Kinds of rich-variety background (:mod:`pipeline.scenes.backdrops` builds them)."""
+
+BACKDROP_MIXES: MappingProxyType[str, tuple[int, ...]] = MappingProxyType({
+    # every kind once: the rich variety's draw before mixes existed (same random draw, same frames)
+    "even": (1, 1, 1, 1, 1, 1),
+    # flat 3 in 10, gradient and noise 2 in 10 each: plain regions, cut by the frame's edges, are negatives
+    # often enough to be learnt (with "even" flat was 1 rich clip in 6); texture and clutter stay in the mix
+    "plain": (1, 3, 2, 2, 1, 1),
+})
+"""Values of ``SceneConfig.backdrops``: integer weights of :data:`BACKDROP_KINDS`, in that order."""
 
 # A problem found while validating: (field, value, what was expected).
 _Problem = tuple[str, Any, str]
@@ -64,6 +82,7 @@ class SceneConfig:
     blur: bool = True  # mild [1, 2, 1] x [1, 2, 1] / 16 blur of every frame before the sensor noise
     min_visible_area: int = 20  # an object with fewer visible pixels than this is left out of that frame's GT
     variety: str = "classic"  # "classic": the shipped model's scenes; "rich": many backgrounds, distractors, lighting, JPEG, edge placement (module docstring)
+    backdrops: str = "even"  # rich variety: which BACKDROP_MIXES weights its background kinds ("even" or "plain")
 
     def __post_init__(self) -> None:
         values = _with_size_defaults({f.name: getattr(self, f.name) for f in fields(self)})
@@ -180,6 +199,8 @@ def _problems(v: dict[str, Any]) -> list[_Problem]:
             out.append((name, v[name], expected))
 
     need("variety", isinstance(v["variety"], str) and v["variety"] in VARIETIES, f"one of {', '.join(VARIETIES)}")
+    need("backdrops", isinstance(v["backdrops"], str) and v["backdrops"] in BACKDROP_MIXES,
+         f"one of {', '.join(BACKDROP_MIXES)}")
     need("seed", _is_int(v["seed"]) and v["seed"] >= 0, "an integer >= 0")
     for name in ("width", "height"):
         need(name, _is_int(v[name]) and 32 <= v[name] <= 8192, "an integer in 32..8192")
@@ -290,4 +311,5 @@ _URL_KEYS: MappingProxyType[str, tuple[Callable[[str], dict[str, Any]], str]] = 
     "blur": (_field("blur", _parse_bool), "a bool (1/0, true/false, yes/no, on/off)"),
     "min_area": (_field("min_visible_area", _parse_int), "an integer >= 1 (px)"),
     "variety": (_field("variety", str.lower), "rich or classic"),
+    "backdrops": (_field("backdrops", str.lower), "even or plain (rich variety's background mix)"),
 })

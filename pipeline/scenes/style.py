@@ -44,7 +44,7 @@ def classic_style(background: np.ndarray, config: SceneConfig) -> SceneStyle:
 def draw_style(rng: np.random.Generator, config: SceneConfig) -> SceneStyle:
     """The rich variety's look for ``config`` (only ``rng`` is drawn from)."""
     w, h, s = config.width, config.height, config.scale
-    background = make_backdrop(rng, w, h, s)
+    background = make_backdrop(rng, w, h, s, mix=config.backdrops)
     distractors = []
     for _ in range(int(rng.integers(0, _MAX_DISTRACTORS + 1))):
         d = random_distractor(rng, w, h, _DISTRACTOR_SIZES[0] * s, _DISTRACTOR_SIZES[1] * s)

@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from pipeline.errors import ConfigError
+from pipeline.scenes.config import BACKDROP_MIXES
 from pipeline.training.loop import TRAINING_PRECISIONS
 
 # --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
@@ -26,6 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="--synthetic: the scenes' variety (pipeline.scenes.SceneConfig.variety; classic: the scenes the "
                         "shipped model's first stages saw, rich: backgrounds, distractors, lighting, JPEG, frame edges; "
                         "mixed: classic and rich clips alternately, so that a fine-tune on rich keeps the classic look)")
+    p.add_argument("--backdrops", choices=tuple(BACKDROP_MIXES), default="even",
+                   help="--synthetic: the rich clips' mix of background kinds (pipeline.scenes.SceneConfig.backdrops; "
+                        "even: every kind equally often, plain: flat, gradient and noise backgrounds more often)")
     p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
     p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
@@ -92,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.scenes import CLASS_NAMES
 
         samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers,
-                               scene_overrides={"variety": _VARIETIES[args.variety]})
+                               scene_overrides={"variety": _VARIETIES[args.variety], "backdrops": args.backdrops})
         class_names = CLASS_NAMES
-        source = (f"generated scenes ({args.variety}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
+        source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops), seed {args.synthetic}, {args.interleave_clips} clip(s) "
                   "interleaved")
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
     if args.init is not None:

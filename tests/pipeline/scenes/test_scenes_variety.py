@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.scenes import SceneConfig, SceneFrame, SceneGenerator
-from pipeline.scenes.backdrops import BACKDROP_KINDS, make_backdrop
+from pipeline.scenes.backdrops import BACKDROP_KINDS, draw_kind, make_backdrop
 from pipeline.scenes.distractors import DISTRACTOR_KINDS, Distractor, random_distractor, rasterize_distractor
 from pipeline.scenes.effects import object_contrast, toward
 from pipeline.scenes.motion import SceneObject, World
@@ -165,3 +165,33 @@ def test_every_backdrop_kind_is_a_deterministic_uint8_image(kind: str) -> None:
     assert a.dtype == np.uint8 and a.shape == (48, 64, 3) and a.flags.c_contiguous
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, make_backdrop(np.random.default_rng(9), 64, 48, 0.2, kind))
+
+
+def test_the_even_backdrop_mix_is_the_rich_scenes_before_mixes_existed() -> None:
+    # the digest of these frames from the generator at commit 3d27c32, before SceneConfig.backdrops existed:
+    # the stage 7 and 8 training commands (pipeline/models/README.md) still make the same scenes
+    frames = list(SceneGenerator(SceneConfig(seed=3, variety="rich", **SMALL)))
+    assert SceneConfig().backdrops == "even"
+    assert digest(frames) == "cf4d96c5e08a61eeda65e30ab81237b2fdc392d7763162d90683f0c0527a2ac1"
+
+
+def test_the_plain_backdrop_mix_draws_plain_kinds_by_its_weights() -> None:
+    rng = np.random.default_rng(0)
+    counts = {kind: 0 for kind in BACKDROP_KINDS}
+    for _ in range(6000):
+        counts[draw_kind(rng, "plain")] += 1
+    # weights 1, 3, 2, 2, 1, 1 of 10 (classic, flat, gradient, noise, texture, clutter); 3 sigma is about 0.018
+    shares = {kind: n / 6000 for kind, n in counts.items()}
+    expected = {"classic": 0.1, "flat": 0.3, "gradient": 0.2, "noise": 0.2, "texture": 0.1, "clutter": 0.1}
+    assert all(abs(shares[k] - expected[k]) < 0.025 for k in BACKDROP_KINDS), shares
+    even = np.random.default_rng(0)
+    assert all(draw_kind(even) == BACKDROP_KINDS[i] for i in np.random.default_rng(0).integers(6, size=300))
+
+
+def test_backdrops_is_validated_and_in_the_url() -> None:
+    with pytest.raises(ConfigError, match=r"SceneConfig.backdrops: got 'busy', expected one of even, plain"):
+        SceneConfig(variety="rich", backdrops="busy")
+    assert SceneConfig.from_url("synthetic:variety=rich,backdrops=PLAIN").backdrops == "plain"
+    rich = [SceneGenerator(SceneConfig(seed=s, variety="rich", backdrops="plain", **SMALL)).background for s in range(4)]
+    even = [SceneGenerator(SceneConfig(seed=s, variety="rich", **SMALL)).background for s in range(4)]
+    assert any(not np.array_equal(a, b) for a, b in zip(rich, even))

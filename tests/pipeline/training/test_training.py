@@ -175,3 +175,12 @@ def test_bf16_training_runs_the_forward_in_bf16_and_keeps_fp32_weights(coco: Pat
     assert any(not torch.equal(after[k], before[k]) for k in before if before[k].is_floating_point())
     with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
         TrainingConfig(precision="fp16")  # type: ignore[arg-type]
+
+
+def test_train_on_rich_scenes_with_the_plain_backdrop_mix_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "plain.pt"
+    assert main(["train", "--synthetic", "3", "--variety", "rich", "--backdrops", "plain", "--out", str(out),
+                 "--steps", "1", "--batch-size", "1", "--min-size", "64", "--max-size", "96", "--warmup-steps", "1"]) == 0
+    assert "rich, plain backdrops" in load_checkpoint(out)["extra"]["training"]["source"]
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["train", "--synthetic", "3", "--backdrops", "busy", "--out", str(tmp_path / "x.pt")])
