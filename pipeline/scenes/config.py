@@ -261,6 +261,12 @@ def _parse_pair(text: str, parse: Callable[[str], Any], sep: str) -> tuple[Any, 
     return parse(lo.strip()), parse(hi.strip())
 
 
+def parse_size_range(text: str) -> tuple[float, float]:
+    """``MIN-MAX`` object sizes (px at 320x240), as the URL's ``sizes`` key reads them; ``ValueError`` if malformed."""
+    lo, hi = _parse_pair(text, _parse_float, "-")
+    return float(lo), float(hi)
+
+
 def _parse_frames(text: str) -> dict[str, Any]:
     if text.lower() in ("inf", "infinite", "endless"):
         return {"num_frames": None}
@@ -301,7 +307,7 @@ _URL_KEYS: MappingProxyType[str, tuple[Callable[[str], dict[str, Any]], str]] = 
     "fps": (_field("fps", _parse_float), "a number > 0"),
     "frames": (_parse_frames, "an integer >= 0, or inf (0 and inf: endless)"),
     "objects": (_parse_objects, "N or MIN-MAX, e.g. 2-6"),
-    "sizes": (_range("min_size", "max_size"), "MIN-MAX in px at 320x240, e.g. 16-90"),
+    "sizes": (lambda text: dict(zip(("min_size", "max_size"), parse_size_range(text))), "MIN-MAX in px at 320x240, e.g. 16-90"),
     "speed": (_range("min_speed", "max_speed"), "MIN-MAX in px/s at 320x240, e.g. 20-90"),
     "accel": (_field("max_accel", _parse_float), "a number >= 0 (px/s^2)"),
     "rotate": (_field("rotate", _parse_bool), "a bool (1/0, true/false, yes/no, on/off)"),

@@ -11,11 +11,32 @@ import torch
 from rich.console import Console
 
 from pipeline.errors import ConfigError
-from pipeline.scenes.config import BACKDROP_MIXES
+from pipeline.scenes.config import BACKDROP_MIXES, SceneConfig, parse_size_range
 from pipeline.training.loop import TRAINING_PRECISIONS
 
 # --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
 _VARIETIES: dict[str, tuple[str, ...]] = {"classic": ("classic",), "rich": ("rich",), "mixed": ("classic", "rich")}
+
+
+def _rich_sizes(text: str) -> tuple[float, float]:
+    """``--rich-sizes``: ``MIN-MAX`` checked as ``SceneConfig`` checks a rich scene's sizes."""
+    try:
+        lo, hi = parse_size_range(text)
+        SceneConfig(variety="rich", min_size=lo, max_size=hi)
+    except (ValueError, ConfigError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX sizes in px at 320x240, e.g. 24-150 ({e})") from e
+    return lo, hi
+
+
+def _scene_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``SceneSamples``' overrides for ``--variety``, ``--backdrops`` and ``--rich-sizes`` (tuples cycle over the clips;
+    a ``None`` size is the clip's variety default)."""
+    varieties = _VARIETIES[args.variety]
+    overrides: dict[str, Any] = {"variety": varieties, "backdrops": args.backdrops}
+    if args.rich_sizes is not None:
+        for i, name in enumerate(("min_size", "max_size")):
+            overrides[name] = tuple(args.rich_sizes[i] if v == "rich" else None for v in varieties)
+    return overrides
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--backdrops", choices=tuple(BACKDROP_MIXES), default="even",
                    help="--synthetic: the rich clips' mix of background kinds (pipeline.scenes.SceneConfig.backdrops; "
                         "even: every kind equally often, plain: flat, gradient and noise backgrounds more often)")
+    p.add_argument("--rich-sizes", metavar="MIN-MAX", type=_rich_sizes,
+                   help="--synthetic: the rich clips' object sizes, px at 320x240, drawn log-uniformly (default: the rich "
+                        "variety's 8-150); classic clips keep theirs. 24-150: half the objects over 60 px instead of a third")
     p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
     p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
@@ -96,9 +120,10 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.scenes import CLASS_NAMES
 
         samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers,
-                               scene_overrides={"variety": _VARIETIES[args.variety], "backdrops": args.backdrops})
+                               scene_overrides=_scene_overrides(args))
         class_names = CLASS_NAMES
-        source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops), seed {args.synthetic}, {args.interleave_clips} clip(s) "
+        sizes = "" if args.rich_sizes is None else ", rich sizes {:g}-{:g} px".format(*args.rich_sizes)
+        source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops{sizes}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
                   "interleaved")
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
     if args.init is not None:
