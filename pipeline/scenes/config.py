@@ -115,7 +115,8 @@ class SceneConfig:
         Keys: ``seed``, ``size`` (``WxH``), ``width``, ``height``, ``fps``, ``frames`` (``0`` or
         ``inf``: endless), ``objects`` (``N`` or ``MIN-MAX``), ``sizes`` (``MIN-MAX`` px), ``speed``
         (``MIN-MAX`` px/s), ``accel``, ``rotate`` (bool), ``spin``, ``spawn``, ``noise``, ``blur``
-        (bool), ``min_area``, ``variety`` (``rich`` or ``classic``). ``synthetic:`` alone gives the defaults. An unknown or repeated key,
+        (bool), ``min_area``, ``variety`` (``rich`` or ``classic``), ``backdrops`` (``even`` or ``plain``). ``synthetic:`` alone
+        gives the defaults. An unknown or repeated key,
         or a bad value, raises ``ConfigError`` naming the url, the key, the value and what was expected.
         """
         if not isinstance(url, str) or not url.startswith(URL_PREFIX):
