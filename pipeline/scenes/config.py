@@ -262,10 +262,9 @@ def _parse_pair(text: str, parse: Callable[[str], Any], sep: str) -> tuple[Any, 
     return parse(lo.strip()), parse(hi.strip())
 
 
-def parse_size_range(text: str) -> tuple[float, float]:
-    """``MIN-MAX`` object sizes (px at 320x240), as the URL's ``sizes`` key reads them; ``ValueError`` if malformed."""
-    lo, hi = _parse_pair(text, _parse_float, "-")
-    return float(lo), float(hi)
+def parse_min_max(text: str) -> tuple[float, float]:
+    """``MIN-MAX`` numbers, as the URL's ``sizes`` and ``speed`` keys read them; ``ValueError`` if malformed."""
+    return _parse_pair(text, _parse_float, "-")
 
 
 def _parse_frames(text: str) -> dict[str, Any]:
@@ -293,11 +292,7 @@ def _field(name: str, parse: Callable[[str], Any]) -> Callable[[str], dict[str, 
 
 
 def _range(lo_name: str, hi_name: str) -> Callable[[str], dict[str, Any]]:
-    def parse(text: str) -> dict[str, Any]:
-        lo, hi = _parse_pair(text, _parse_float, "-")
-        return {lo_name: lo, hi_name: hi}
-
-    return parse
+    return lambda text: dict(zip((lo_name, hi_name), parse_min_max(text)))
 
 
 _URL_KEYS: MappingProxyType[str, tuple[Callable[[str], dict[str, Any]], str]] = MappingProxyType({
@@ -308,7 +303,7 @@ _URL_KEYS: MappingProxyType[str, tuple[Callable[[str], dict[str, Any]], str]] = 
     "fps": (_field("fps", _parse_float), "a number > 0"),
     "frames": (_parse_frames, "an integer >= 0, or inf (0 and inf: endless)"),
     "objects": (_parse_objects, "N or MIN-MAX, e.g. 2-6"),
-    "sizes": (lambda text: dict(zip(("min_size", "max_size"), parse_size_range(text))), "MIN-MAX in px at 320x240, e.g. 16-90"),
+    "sizes": (_range("min_size", "max_size"), "MIN-MAX in px at 320x240, e.g. 16-90"),
     "speed": (_range("min_speed", "max_speed"), "MIN-MAX in px/s at 320x240, e.g. 20-90"),
     "accel": (_field("max_accel", _parse_float), "a number >= 0 (px/s^2)"),
     "rotate": (_field("rotate", _parse_bool), "a bool (1/0, true/false, yes/no, on/off)"),

@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 
 from pipeline.errors import ConfigError
-from pipeline.scenes.config import BACKDROP_MIXES, SceneConfig, parse_size_range
+from pipeline.scenes.config import BACKDROP_MIXES, SceneConfig, parse_min_max
 from pipeline.training.loop import TRAINING_PRECISIONS
 
 # --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
@@ -21,7 +21,7 @@ _VARIETIES: dict[str, tuple[str, ...]] = {"classic": ("classic",), "rich": ("ric
 def _rich_sizes(text: str) -> tuple[float, float]:
     """``--rich-sizes``: ``MIN-MAX`` checked as ``SceneConfig`` checks a rich scene's sizes."""
     try:
-        lo, hi = parse_size_range(text)
+        lo, hi = parse_min_max(text)
         SceneConfig(variety="rich", min_size=lo, max_size=hi)
     except (ValueError, ConfigError) as e:
         raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX sizes in px at 320x240, e.g. 24-150 ({e})") from e
