@@ -279,11 +279,16 @@ def _parse_size(text: str) -> dict[str, Any]:
     return {"width": w, "height": h}
 
 
-def _parse_objects(text: str) -> dict[str, Any]:
+def parse_object_counts(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN-MAX`` whole numbers of objects, as the URL's ``objects`` key reads them; ``ValueError`` if malformed."""
     if "-" in text:
-        lo, hi = _parse_pair(text, _parse_int, "-")
-    else:
-        lo = hi = _parse_int(text)
+        return _parse_pair(text, _parse_int, "-")
+    n = _parse_int(text)
+    return n, n
+
+
+def _parse_objects(text: str) -> dict[str, Any]:
+    lo, hi = parse_object_counts(text)
     return {"min_objects": lo, "max_objects": hi}
 
 

@@ -5,37 +5,52 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from rich.console import Console
 
 from pipeline.errors import ConfigError
-from pipeline.scenes.config import BACKDROP_MIXES, SceneConfig, parse_min_max
+from pipeline.scenes.config import BACKDROP_MIXES, SceneConfig, parse_min_max, parse_object_counts
 from pipeline.training.loop import TRAINING_PRECISIONS
 
 # --variety: the SceneConfig.variety of each clip, cycled over the clips (SceneSamples' tuple overrides).
 _VARIETIES: dict[str, tuple[str, ...]] = {"classic": ("classic",), "rich": ("rich",), "mixed": ("classic", "rich")}
 
 
-def _rich_sizes(text: str) -> tuple[float, float]:
-    """``--rich-sizes``: ``MIN-MAX`` checked as ``SceneConfig`` checks a rich scene's sizes."""
-    try:
-        lo, hi = parse_min_max(text)
-        SceneConfig(variety="rich", min_size=lo, max_size=hi)
-    except (ValueError, ConfigError) as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX sizes in px at 320x240, e.g. 24-150 ({e})") from e
-    return lo, hi
+# --rich-sizes and --rich-objects: the SceneConfig fields each sets on the rich clips, and what it expects.
+_RICH_RANGES: dict[str, tuple[tuple[str, str], str]] = {
+    "rich_sizes": (("min_size", "max_size"), "MIN-MAX sizes in px at 320x240, e.g. 24-150"),
+    "rich_objects": (("min_objects", "max_objects"), "N or MIN-MAX objects, e.g. 4-8"),
+}
+
+
+def _rich_range(option: str, parse: Callable[[str], tuple[Any, Any]]) -> Callable[[str], tuple[Any, Any]]:
+    """An argparse type for ``option``: ``parse``'s pair, checked as ``SceneConfig`` checks a rich scene's fields."""
+    (low_field, high_field), expected = _RICH_RANGES[option]
+
+    def checked(text: str) -> tuple[Any, Any]:
+        try:
+            lo, hi = parse(text)
+            SceneConfig(variety="rich", **{low_field: lo, high_field: hi})
+        except (ValueError, ConfigError) as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected} ({e})") from e
+        return lo, hi
+
+    return checked
 
 
 def _scene_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``SceneSamples``' overrides for ``--variety``, ``--backdrops`` and ``--rich-sizes`` (tuples cycle over the clips;
-    a ``None`` size is the clip's variety default)."""
+    """``SceneSamples``' overrides for ``--variety``, ``--backdrops``, ``--rich-sizes`` and ``--rich-objects`` (tuples
+    cycle over the clips; a ``None`` field is the clip's variety default)."""
     varieties = _VARIETIES[args.variety]
     overrides: dict[str, Any] = {"variety": varieties, "backdrops": args.backdrops}
-    if args.rich_sizes is not None:
-        for i, name in enumerate(("min_size", "max_size")):
-            overrides[name] = tuple(args.rich_sizes[i] if v == "rich" else None for v in varieties)
+    for option, (names, _) in _RICH_RANGES.items():
+        pair = getattr(args, option, None)
+        if pair is not None:
+            for i, name in enumerate(names):
+                overrides[name] = tuple(pair[i] if v == "rich" else None for v in varieties)
     return overrides
 
 
@@ -51,9 +66,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--backdrops", choices=tuple(BACKDROP_MIXES), default="even",
                    help="--synthetic: the rich clips' mix of background kinds (pipeline.scenes.SceneConfig.backdrops; "
                         "even: every kind equally often, plain: flat, gradient and noise backgrounds more often)")
-    p.add_argument("--rich-sizes", metavar="MIN-MAX", type=_rich_sizes,
+    p.add_argument("--rich-sizes", metavar="MIN-MAX", type=_rich_range("rich_sizes", parse_min_max),
                    help="--synthetic: the rich clips' object sizes, px at 320x240, drawn log-uniformly (default: the rich "
                         "variety's 8-150); classic clips keep theirs. 24-150: half the objects over 60 px instead of a third")
+    p.add_argument("--rich-objects", metavar="N|MIN-MAX", type=_rich_range("rich_objects", parse_object_counts),
+                   help="--synthetic: how many objects the rich clips hold at once (default: the scenes' 2-6); classic "
+                        "clips keep theirs. More, with --rich-sizes' large ones, crowd the frame: background left between "
+                        "objects, a negative the out-of-distribution frames show and sparse scenes seldom do")
     p.add_argument("--image-root", type=Path, help="folder the COCO file_name paths are relative to (default: the JSON's folder)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (a .resume.pt beside it allows --resume)")
     p.add_argument("--arch", default="maskrcnn_compact", help="maskrcnn_compact (default), maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2")
@@ -123,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                                scene_overrides=_scene_overrides(args))
         class_names = CLASS_NAMES
         sizes = "" if args.rich_sizes is None else ", rich sizes {:g}-{:g} px".format(*args.rich_sizes)
+        sizes += "" if args.rich_objects is None else ", rich objects {}-{}".format(*args.rich_objects)
         source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops{sizes}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
                   "interleaved")
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}

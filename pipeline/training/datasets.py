@@ -142,10 +142,12 @@ class _GroupRecipe:
         return [self._arrays(frame) for frames in zip(*clips) for frame in frames]
 
     def scene_config(self, clip: int) -> Any:
-        """The ``SceneConfig`` of clip number ``clip`` (a tuple override takes its value ``clip % len``)."""
+        """The ``SceneConfig`` of clip number ``clip`` (a tuple override takes its value ``clip % len``; a ``None``
+        value leaves the field at its default)."""
         from pipeline.scenes import SceneConfig
 
-        overrides = {k: v[clip % len(v)] if isinstance(v, tuple) else v for k, v in self.scene_overrides}
+        picked = {k: v[clip % len(v)] if isinstance(v, tuple) else v for k, v in self.scene_overrides}
+        overrides = {k: v for k, v in picked.items() if v is not None}
         return SceneConfig(seed=self.seed * 1_000_003 + clip, width=self.width, height=self.height,
                            num_frames=self.clip_frames, **overrides)
 

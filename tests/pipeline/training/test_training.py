@@ -180,22 +180,26 @@ def test_bf16_training_runs_the_forward_in_bf16_and_keeps_fp32_weights(coco: Pat
 def test_train_on_rich_scenes_with_the_plain_backdrop_mix_and_large_sizes_records_them(tmp_path: Path) -> None:
     out = tmp_path / "plain.pt"
     assert main(["train", "--synthetic", "3", "--variety", "rich", "--backdrops", "plain", "--rich-sizes", "24-150",
-                 "--out", str(out), "--steps", "1", "--batch-size", "1", "--min-size", "64", "--max-size", "96",
+                 "--rich-objects", "4-8", "--out", str(out), "--steps", "1", "--batch-size", "1", "--min-size", "64", "--max-size", "96",
                  "--warmup-steps", "1"]) == 0
-    assert "rich, plain backdrops, rich sizes 24-150 px" in load_checkpoint(out)["extra"]["training"]["source"]
-    for bad in (["--backdrops", "busy"], ["--rich-sizes", "150-24"], ["--rich-sizes", "big"]):
+    assert ("rich, plain backdrops, rich sizes 24-150 px, rich objects 4-8"
+            in load_checkpoint(out)["extra"]["training"]["source"])
+    for bad in (["--backdrops", "busy"], ["--rich-sizes", "150-24"], ["--rich-sizes", "big"], ["--rich-objects", "8-4"],
+                ["--rich-objects", "2.5"], ["--rich-objects", "65"]):
         with pytest.raises(SystemExit):  # argparse names the choices, or the size rule broken
             main(["train", "--synthetic", "3", *bad, "--out", str(tmp_path / "x.pt")])
 
 
-def test_rich_sizes_apply_to_the_rich_clips_of_a_mixed_stream_only() -> None:
+def test_rich_sizes_and_counts_apply_to_the_rich_clips_of_a_mixed_stream_only() -> None:
     import argparse
 
     from pipeline.training.cli import _scene_overrides
     from pipeline.training.datasets import _GroupRecipe
 
-    overrides = _scene_overrides(argparse.Namespace(variety="mixed", backdrops="plain", rich_sizes=(24.0, 150.0)))
+    overrides = _scene_overrides(argparse.Namespace(variety="mixed", backdrops="plain", rich_sizes=(24.0, 150.0),
+                                                    rich_objects=(4, 8)))
     recipe = _GroupRecipe(4, 320, 240, 3, 3, 2, tuple(sorted(overrides.items())))
     configs = [recipe.scene_config(c) for c in range(4)]
     assert [(c.variety, c.size_range) for c in configs] == [("classic", (16.0, 90.0)), ("rich", (24.0, 150.0))] * 2
+    assert [(c.min_objects, c.max_objects) for c in configs] == [(2, 6), (4, 8)] * 2
     assert {c.backdrops for c in configs} == {"plain"}
