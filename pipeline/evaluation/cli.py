@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                      "tracker_frames": args.tracker_frames, "seed": args.seed,
                      "tracking_config": args.tracking_config, "tracking": tracking,
                      "ood": None if ood_settings is None else asdict(ood_settings)},
-        "model": None, "model_fp32": None, "ood": None, "pipeline": None, "tracker": None,
+        "model": None, "model_fp32": None, "ood": None, "ood_issue_case": None, "pipeline": None, "tracker": None,
     }
     timings: dict[str, float] = {}
     engine = None
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             timings["model_fp32_s"] = time.monotonic() - t0
 
     if ood_settings is not None:
-        from pipeline.evaluation.ood_eval import evaluate_ood
+        from pipeline.evaluation.ood_eval import evaluate_issue_case, evaluate_ood
 
         t0 = time.monotonic()
         console.print(f"ood: {ood_settings.frames} out-of-distribution frames (PIL shapes, {ood_settings.codec}) in "
@@ -209,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
         report["ood"] = evaluate_ood(engine, ood_settings, picture_dir=out)
         report["ood"]["engine_precision"] = engine.choice.describe()
         timings["ood_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        console.print(f"ood: the issue's case, {ood_settings.frames} frames of plain shapes on grey ...", highlight=False)
+        report["ood_issue_case"] = evaluate_issue_case(engine, ood_settings)
+        timings["ood_issue_case_s"] = time.monotonic() - t0
 
     if not args.skip_pipeline:
         from pipeline.evaluation import pipeline_eval as pe

@@ -36,7 +36,7 @@ from pipeline.evaluation.ood_match import MATCH_IOU, FrameMatch, OodTally, score
 from pipeline.evaluation.ood_pictures import draw_frame_errors
 from pipeline.evaluation.ood_scenes import (
     H264_CRF,
-    OBJECT_CLASSES,
+    ISSUE_CASE,
     OOD_SEED_BASE,
     OodConfig,
     OodFrame,
@@ -134,7 +134,7 @@ def evaluate_ood(engine: Any, settings: OodSettings = OodSettings(), *, picture_
 
     Returns the ``ood`` section of the report (see the module docstring); pictures only with a ``picture_dir``.
     """
-    gt, tally = CocoGtBuilder(), OodTally(OBJECT_CLASSES)
+    gt, tally = CocoGtBuilder(), OodTally(config.classes)
     results: list[dict[str, Any]] = []
     worst: list[ScoredFrame] = []
     detections = 0
@@ -160,3 +160,11 @@ def evaluate_ood(engine: Any, settings: OodSettings = OodSettings(), *, picture_
         "at_threshold": tally.summary(),
         "worst_frames": draw_worst(worst, picture_dir) if picture_dir is not None else [],
     }
+
+
+def evaluate_issue_case(engine: Any, settings: OodSettings = OodSettings()) -> dict[str, Any]:
+    """:func:`evaluate_ood` on :data:`~pipeline.evaluation.ood_scenes.ISSUE_CASE` (the plain scenes issue 13 reports),
+    with ``settings``' frames, seeds, codec and threshold; no pictures. The report's ``ood_issue_case`` section."""
+    from dataclasses import replace
+
+    return evaluate_ood(engine, replace(settings, worst=0), config=ISSUE_CASE)

@@ -20,8 +20,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def ood_target_rows(ood: dict[str, Any] | None) -> list[tuple[str, Any, str, bool | None]]:
-    """``(name, value, goal, passed)`` of the OOD targets; ``passed`` None when the section was skipped."""
+def ood_target_rows(ood: dict[str, Any] | None, label: str = "OOD") -> list[tuple[str, Any, str, bool | None]]:
+    """``(name, value, goal, passed)`` of the OOD targets, named from ``label``; ``passed`` None when the section was
+    skipped."""
     at = (ood or {}).get("at_threshold") or {}
     thr = (ood or {}).get("score_threshold")
     where = f"score >= {thr:g}, mask IoU 0.5" if thr is not None else "the shipped score threshold, mask IoU 0.5"
@@ -34,12 +35,12 @@ def ood_target_rows(ood: dict[str, Any] | None) -> list[tuple[str, Any, str, boo
         return None if ood is None else (value is not None and ok)
 
     return [
-        (f"OOD precision ({where})", precision, f">= {OOD_PRECISION_TARGET:.2f}",
+        (f"{label} precision ({where})", precision, f">= {OOD_PRECISION_TARGET:.2f}",
          judged(precision, precision is not None and precision >= OOD_PRECISION_TARGET)),
-        (f"OOD recall ({where})", recall, f">= {OOD_RECALL_TARGET:.2f}",
+        (f"{label} recall ({where})", recall, f">= {OOD_RECALL_TARGET:.2f}",
          judged(recall, recall is not None and recall >= OOD_RECALL_TARGET)),
-        ("OOD mask AP@[.5:.95]", ap, f">= {OOD_MASK_AP_TARGET:.2f}", judged(ap, ap is not None and ap >= OOD_MASK_AP_TARGET)),
-        ("OOD duplicate pairs (published, same frame, mask IoU > 0.5)", dups, f"= {OOD_DUPLICATES_TARGET}",
+        (f"{label} mask AP@[.5:.95]", ap, f">= {OOD_MASK_AP_TARGET:.2f}", judged(ap, ap is not None and ap >= OOD_MASK_AP_TARGET)),
+        (f"{label} duplicate pairs (published, same frame, mask IoU > 0.5)", dups, f"= {OOD_DUPLICATES_TARGET}",
          judged(dups, dups is not None and dups <= OOD_DUPLICATES_TARGET)),
     ]
 
@@ -94,6 +95,20 @@ def render_ood(ood: dict[str, Any], console: Console, model: dict[str, Any] | No
         console.print(f"OOD worst frame {w['frame']} (seed {w['seed']}): {w['false_positives']} false positives "
                       f"({', '.join(w['fp_kinds']) or '-'}), missed {w['misses']} of {w['gt']}: {w['picture']}",
                       highlight=False)
+
+
+ISSUE_CASE_LABEL = "OOD, the issue's plain case"
+
+
+def render_issue_case(case: dict[str, Any], console: Console) -> None:
+    """One line: the issue's plain case (``ood_issue_case``) at the threshold, beside its AP."""
+    a, fp = case["at_threshold"]["all"], case["at_threshold"]["false_positives"]
+    console.print(
+        f"{ISSUE_CASE_LABEL} ({case['frames']} frames: circles, squares, triangles 44-96 px on grey, "
+        f"{case['codec'].split(' (')[0]}): mask AP {_fmt(case['segm']['AP'])}; at score >= {case['score_threshold']:g} "
+        f"{a['published']} published for {a['gt']} objects, precision {_fmt(a['precision'])}, recall "
+        f"{_fmt(a['recall'])} (false positives: background {fp['background']}, wrong class {fp['wrong_class']}, "
+        f"poor mask {fp['poor_mask']})", highlight=False)
 
 
 def draw_ood_panel(ax: Any, ood: dict[str, Any] | None, model: dict[str, Any] | None = None) -> None:

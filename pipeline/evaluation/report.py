@@ -1,6 +1,7 @@
 """The evaluation report: targets with PASS/FAIL, JSON, a PNG chart and rich tables.
 
-A report is a plain dict: ``{"settings", "model", "model_fp32", "ood", "pipeline", "tracker", "targets"}``, each
+A report is a plain dict: ``{"settings", "model", "model_fp32", "ood", "ood_issue_case", "pipeline", "tracker",
+"targets"}``, each
 section ``None`` (or absent) when skipped (see :mod:`model_ap`, :mod:`ood_eval`, :mod:`pipeline_eval`,
 :mod:`tracker_eval` for their contents). :func:`check_targets` fills ``targets``.
 """
@@ -15,7 +16,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.evaluation.ood_report import draw_ood_panel, ood_target_rows, render_ood
+from pipeline.evaluation.ood_report import (
+    ISSUE_CASE_LABEL,
+    draw_ood_panel,
+    ood_target_rows,
+    render_issue_case,
+    render_ood,
+)
 
 MODEL_MASK_AP_TARGET = 0.80
 PIPELINE_AP_TOLERANCE = 0.01
@@ -50,6 +57,8 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append(_target(f"model mask AP in {chosen} - in fp32 (same frames)", ap - reference,
                                f"|d| <= {PRECISION_AP_TOLERANCE}", abs(ap - reference) <= PRECISION_AP_TOLERANCE + 1e-12))
     targets += [_target(*row) for row in ood_target_rows(report.get("ood"))]
+    if report.get("ood_issue_case") is not None:
+        targets += [_target(*row) for row in ood_target_rows(report["ood_issue_case"], ISSUE_CASE_LABEL)]
     pipe = report.get("pipeline")
     for iou_type, label in (("segm", "mask"), ("bbox", "box")):
         diff = _get(pipe, "ap_difference", iou_type, "AP")
@@ -220,6 +229,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             rows.append(("model, held-out frames (fp32)", reference.get("frames"), reference))
         if report.get("ood") is not None:
             rows.append(("model, out-of-distribution frames", report["ood"].get("frames"), report["ood"]))
+        if report.get("ood_issue_case") is not None:
+            rows.append((f"model, {ISSUE_CASE_LABEL}", report["ood_issue_case"].get("frames"), report["ood_issue_case"]))
         if pipe is not None:
             if "model_same_frames" in pipe:
                 rows.append(("model, pipeline's frames", pipe["frames"], pipe["model_same_frames"]))
@@ -238,6 +249,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"per class: {per_class}", highlight=False)
     if report.get("ood") is not None:
         render_ood(report["ood"], console, model)
+    if report.get("ood_issue_case") is not None:
+        render_issue_case(report["ood_issue_case"], console)
     agreement = _get(pipe, "agreement")
     if agreement is not None:
         console.print(

@@ -207,6 +207,10 @@ def test_eval_command_ood_only(tmp_path: Path) -> None:
     for w in ood["worst_frames"]:
         assert Path(w["picture"]).parent == tmp_path and Path(w["picture"]).is_file()
     assert len(ood["worst_frames"]) == 1  # random weights miss objects in every frame
+    case = report["ood_issue_case"]  # the issue's plain scenes beside them, judged by the same targets
+    assert case["frames"] == 3 and case["worst_frames"] == [] and case["scene_config"]["backgrounds"] == ["grey"]
+    assert case["at_threshold"]["all"]["gt"] == case["gt_instances"] > 0
+    assert sum(t["name"].startswith("OOD, the issue's plain case") for t in report["targets"]) == 4
 
 
 def test_eval_builds_its_engine_with_the_duplicate_rule_it_was_given() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.evaluation.ood_scenes import (
+    ISSUE_CASE,
     OodConfig,
     ShapeSpec,
     compose,
@@ -92,6 +93,34 @@ def test_masks_of_a_frame_are_disjoint_and_boxes_fit_them() -> None:
     assert tags == {"low_contrast", "edge", "occluded"}
 
 
+def test_the_default_frames_are_those_of_the_reports_so_far() -> None:
+    """Choosing classes and backgrounds from the config left the default draw as it was: the digest of six frames'
+    pixels and masks from commit ab09573's renderer, before those fields existed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for seed in range(6):
+        frame = render_frame(seed)
+        digest.update(frame.image.tobytes())
+        for inst in frame.instances:
+            digest.update(inst.mask.tobytes())
+    assert digest.hexdigest()[:16] == "161099b5dc73bf09"
+
+
+def test_the_issue_case_draws_plain_shapes_of_three_classes_on_grey() -> None:
+    frames = list(ood_frames(16, ISSUE_CASE, seed_base=100))
+    assert {f.background for f in frames} == {"grey"}
+    assert {i.class_name for f in frames for i in f.instances} == {"circle", "square", "triangle"}
+    assert not any(f.distractors.any() for f in frames)
+    assert {t for f in frames for i in f.instances for t in i.tags} <= {"occluded", "edge"}  # edge: touching only
+    for f in frames:
+        assert np.ptp(f.image.reshape(-1, 3), axis=0).max() > 0  # noise on the grey
+        for inst in f.instances:
+            if not inst.tags:  # whole: its extent is its size (square and triangle: rotated, up to size x sqrt 2)
+                width, height = inst.box[2] - inst.box[0], inst.box[3] - inst.box[1]
+                assert 0.8 * 44 <= max(width, height) <= 96 * 2**0.5 + 1
+
+
 def test_noise_changes_pixels_not_the_ground_truth() -> None:
     quiet = render_frame(3, OodConfig(min_noise_sigma=0, max_noise_sigma=0))
     noisy = render_frame(3)
@@ -114,6 +143,10 @@ def test_invalid_config_is_refused() -> None:
         OodConfig(min_size=50, max_size=40)
     with pytest.raises(ConfigError, match="OodConfig.edge_prob"):
         OodConfig(edge_prob=1.5)
+    with pytest.raises(ConfigError, match="OodConfig.classes: got \\('hexagon',\\)"):
+        OodConfig(classes=("hexagon",))
+    with pytest.raises(ConfigError, match="OodConfig.backgrounds: got \\(\\)"):
+        OodConfig(backgrounds=())
 
 
 def test_the_renderer_takes_only_the_class_names_from_the_generator() -> None:
