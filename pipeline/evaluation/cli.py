@@ -4,6 +4,9 @@
     maskstream eval --weights none --frames 8 --skip-pipeline --out /tmp/ev   # random weights, quick
     maskstream eval --skip-model --skip-pipeline --skip-tracker --out /tmp/ood   # out-of-distribution part only
 
+The out-of-distribution part scores two sets of PIL-drawn frames: the hard default (the targets' set, its worst
+frames drawn) and ``ood_scenes.ISSUE_CASE``, the plain scenes issue 13 reports (``ood_issue_case`` in the report).
+
 Writes ``OUT/report.json`` and ``OUT/report.png``, the out-of-distribution part's worst frames as
 ``OUT/ood_worst_<rank>.png``, and, for the pipeline part, the held-out videos, the generated
 ``pipeline.yaml``, its log and JSON Lines output under ``OUT/pipeline/``.
@@ -38,7 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-model", action="store_true", help="skip the model-alone AP")
     p.add_argument("--skip-pipeline", action="store_true", help="skip the pipeline part (no Ray)")
     p.add_argument("--skip-tracker", action="store_true", help="skip the tracker-vs-peer part")
-    p.add_argument("--skip-ood", action="store_true", help="skip the out-of-distribution part (PIL-drawn shapes)")
+    p.add_argument("--skip-ood", action="store_true", help="skip the out-of-distribution part (PIL-drawn shapes: the "
+                                                                "hard set and the issue's plain case)")
     p.add_argument("--ood-frames", type=int, default=200,
                    help="out-of-distribution frames (pipeline.evaluation.ood_scenes; default: %(default)s)")
     p.add_argument("--publish-threshold", type=float, default=None,
