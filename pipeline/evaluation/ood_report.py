@@ -102,10 +102,10 @@ ISSUE_CASE_LABEL = "OOD, the issue's plain case"
 
 def render_issue_case(case: dict[str, Any], console: Console) -> None:
     """One line: the issue's plain case (``ood_issue_case``) at the threshold, beside its AP."""
-    a, fp = case["at_threshold"]["all"], case["at_threshold"]["false_positives"]
+    a, fp, scene = case["at_threshold"]["all"], case["at_threshold"]["false_positives"], case["scene_config"]
     console.print(
-        f"{ISSUE_CASE_LABEL} ({case['frames']} frames: circles, squares, triangles 44-96 px on grey, "
-        f"{case['codec'].split(' (')[0]}): mask AP {_fmt(case['segm']['AP'])}; at score >= {case['score_threshold']:g} "
+        f"{ISSUE_CASE_LABEL} ({case['frames']} frames: {', '.join(scene['classes'])}, {scene['min_size']:g}-"
+        f"{scene['max_size']:g} px on {', '.join(scene['backgrounds'])}, {case['codec'].split(' (')[0]}): mask AP {_fmt(case['segm']['AP'])}; at score >= {case['score_threshold']:g} "
         f"{a['published']} published for {a['gt']} objects, precision {_fmt(a['precision'])}, recall "
         f"{_fmt(a['recall'])} (false positives: background {fp['background']}, wrong class {fp['wrong_class']}, "
         f"poor mask {fp['poor_mask']})", highlight=False)

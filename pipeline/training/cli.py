@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -141,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
         samples = SceneSamples(seed=args.synthetic, clips_interleaved=args.interleave_clips, workers=args.workers,
                                scene_overrides=_scene_overrides(args))
         class_names = CLASS_NAMES
-        sizes = "" if args.rich_sizes is None else ", rich sizes {:g}-{:g} px".format(*args.rich_sizes)
-        sizes += "" if args.rich_objects is None else ", rich objects {}-{}".format(*args.rich_objects)
-        source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops{sizes}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
+        rich = "" if args.rich_sizes is None else ", rich sizes {:g}-{:g} px".format(*args.rich_sizes)
+        rich += "" if args.rich_objects is None else ", rich objects {}-{}".format(*args.rich_objects)
+        source = (f"generated scenes ({args.variety}, {args.backdrops} backdrops{rich}), seed {args.synthetic}, {args.interleave_clips} clip(s) "
                   "interleaved")
     model_kwargs = {"min_size": args.min_size, "max_size": args.max_size}
     if args.init is not None:
